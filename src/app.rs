@@ -1,0 +1,181 @@
+//! The application: shared state, router, middleware and the serve loop.
+//!
+//! `Application::build` binds the listener (port 0 in tests) and
+//! `run_until_stopped` serves until SIGINT/SIGTERM or a test's shutdown
+//! signal, finishing requests in flight.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    ops::Deref,
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    response::{IntoResponse, Json},
+    routing::get,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Settings,
+    db::{Db, indexes},
+    graphql::{self, KairosSchema, pagination::CursorCodec},
+    learners::auth::TokenService,
+};
+
+/// Everything a request may need, built once per process.
+pub struct App {
+    pub settings: Settings,
+    pub db: Db,
+    pub cursors: CursorCodec,
+    pub tokens: TokenService,
+    /// Whether `modules` has a text index, so `search` may use `$text`.
+    pub text_search: AtomicBool,
+}
+
+/// Cheap-to-clone handle on the one `App`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// A built service: state, schema and a bound listener.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to MongoDB, builds the schema and binds `BIND_ADDR`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.mongo).await?;
+        // A startup ping tells the operator at once when the database is not
+        // there; the service still starts (and says 503 on /ready) so that it
+        // recovers by itself when MongoDB comes up.
+        match db.ping().await {
+            Ok(()) => tracing::info!(database = %settings.mongo.database, "connected to MongoDB"),
+            Err(_) => {
+                tracing::error!("MongoDB did not answer the startup ping; serving as unready")
+            }
+        }
+        let text_search = indexes::has_text_index(&db).await;
+        let state = AppState(Arc::new(App {
+            cursors: CursorCodec::new(&settings.auth.jwt_secret),
+            tokens: TokenService::new(&settings.auth),
+            text_search: AtomicBool::new(text_search),
+            db,
+            settings,
+        }));
+        let schema = graphql::build_schema(state.clone());
+        let router = router(state.clone(), schema);
+        let listener = TcpListener::bind(state.settings.bind_addr)
+            .await
+            .with_context(|| format!("binding BIND_ADDR={}", state.settings.bind_addr))?;
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "serving");
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received, draining requests");
+}
+
+/// The HTTP surface.
+fn router(state: AppState, schema: KairosSchema) -> Router {
+    let body_limit = state.settings.limits.body_limit_bytes;
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphql::http::get_graphql).post(graphql::http::post_graphql),
+        )
+        .route("/", get(graphql::http::graphiql_root))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        // Larger bodies get 413 before any parsing.
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(graphql::http::HttpState { app: state, schema })
+}
+
+/// Liveness: the process answers; no dependency is asked.
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 when MongoDB answers a ping, 503 otherwise.
+async fn ready(State(http): State<graphql::http::HttpState>) -> impl IntoResponse {
+    let mongo_ok = http.app.db.ping().await.is_ok();
+    let status = if mongo_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if mongo_ok { "ready" } else { "unavailable" },
+        "mongodb": if mongo_ok { "up" } else { "down" },
+        "redis": if http.app.settings.cache.redis_url.is_some() { "unknown" } else { "not configured" },
+    });
+    (status, Json(body))
+}

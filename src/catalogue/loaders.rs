@@ -1,0 +1,59 @@
+//! Request-scoped DataLoaders of the catalogue: a page that selects
+//! `content`, or a list of progress entries that selects `module`, costs one
+//! round trip for the whole page.
+
+use std::collections::HashMap;
+
+use async_graphql::dataloader::Loader;
+use bson::oid::ObjectId;
+
+use super::{ModuleDoc, repo};
+use crate::{app::AppState, error::ApiError};
+
+/// Loads module contents by id.
+pub struct ContentLoader {
+    app: AppState,
+}
+
+impl ContentLoader {
+    pub fn new(app: AppState) -> Self {
+        ContentLoader { app }
+    }
+}
+
+impl Loader<ObjectId> for ContentLoader {
+    type Value = String;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[ObjectId]) -> Result<HashMap<ObjectId, String>, ApiError> {
+        Ok(repo::contents(&self.app.db, keys)
+            .await?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// Loads modules (without content) by id, published or not; callers decide
+/// what a learner may see.
+pub struct ModuleLoader {
+    app: AppState,
+}
+
+impl ModuleLoader {
+    pub fn new(app: AppState) -> Self {
+        ModuleLoader { app }
+    }
+}
+
+impl Loader<ObjectId> for ModuleLoader {
+    type Value = ModuleDoc;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[ObjectId]) -> Result<HashMap<ObjectId, ModuleDoc>, ApiError> {
+        Ok(repo::find_many(&self.app.db, keys)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect())
+    }
+}

@@ -1,0 +1,303 @@
+//! Catalogue queries. Each page is one database command: the items and,
+//! when asked for, the total count come from one aggregation.
+
+use bson::{Bson, Document, doc, oid::ObjectId};
+use futures::TryStreamExt;
+use serde::Deserialize;
+
+use super::model::{Level, ModuleDoc, full_projection, summary_projection};
+use crate::{
+    db::{Db, names},
+    error::{ApiError, ApiResult},
+};
+
+/// Longest accepted search text; longer ones are certainly not a title.
+pub const MAX_SEARCH_LEN: usize = 200;
+
+/// The filters of `modules(...)`.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleFilter {
+    pub category: Option<String>,
+    pub level: Option<Level>,
+    pub search: Option<String>,
+    /// Admins also see unpublished modules.
+    pub include_unpublished: bool,
+}
+
+impl ModuleFilter {
+    /// Trims and validates the user's filters.
+    pub fn new(
+        category: Option<String>,
+        level: Option<Level>,
+        search: Option<String>,
+        include_unpublished: bool,
+    ) -> ApiResult<Self> {
+        let search = search
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        if search
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > MAX_SEARCH_LEN)
+        {
+            return Err(ApiError::bad_input(format!(
+                "`search` may be at most {MAX_SEARCH_LEN} characters"
+            )));
+        }
+        if category.as_ref().is_some_and(|c| c.len() > 100) {
+            return Err(ApiError::bad_input(
+                "`category` may be at most 100 characters",
+            ));
+        }
+        Ok(ModuleFilter {
+            category,
+            level,
+            search,
+            include_unpublished,
+        })
+    }
+
+    /// The identity of the list these filters select, bound into cursors.
+    pub fn scope(&self) -> String {
+        serde_json::json!([
+            "modules",
+            self.include_unpublished,
+            self.category,
+            self.level.map(Level::as_str),
+            self.search,
+        ])
+        .to_string()
+    }
+
+    /// The `$match` of this filter. With `text_index`, search uses `$text`;
+    /// otherwise an escaped, case-insensitive regex over title, summary and
+    /// tags (no user text ever becomes an operator or a pattern).
+    pub fn to_match(&self, text_index: bool) -> Document {
+        let mut m = Document::new();
+        if !self.include_unpublished {
+            m.insert("published", true);
+        }
+        if let Some(c) = &self.category {
+            m.insert("category", c.as_str());
+        }
+        if let Some(l) = self.level {
+            m.insert("level", l.as_str());
+        }
+        if let Some(s) = &self.search {
+            if text_index {
+                m.insert("$text", doc! { "$search": s.as_str() });
+            } else {
+                let pattern = regex::escape(s);
+                let re = || doc! { "$regex": &pattern, "$options": "i" };
+                m.insert(
+                    "$or",
+                    vec![
+                        Bson::Document(doc! { "title": re() }),
+                        Bson::Document(doc! { "summary": re() }),
+                        Bson::Document(doc! { "tags": re() }),
+                    ],
+                );
+            }
+        }
+        m
+    }
+}
+
+/// The sort key of the catalogue order, (position, id).
+pub type ModuleKey = (i32, String);
+
+pub fn key_of(m: &ModuleDoc) -> ModuleKey {
+    (m.position, m.id.to_hex())
+}
+
+/// The condition "after `key`" in (position, _id) order.
+fn after_match(key: &ModuleKey) -> ApiResult<Document> {
+    let id = ObjectId::parse_str(&key.1).map_err(|_| ApiError::bad_input("invalid cursor"))?;
+    Ok(doc! { "$or": [
+        { "position": { "$gt": key.0 } },
+        { "position": key.0, "_id": { "$gt": id } },
+    ] })
+}
+
+#[derive(Deserialize)]
+struct FacetPage {
+    items: Vec<ModuleDoc>,
+    #[serde(default)]
+    total: Vec<Count>,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+/// One page of modules in (position, id) order: up to `limit + 1` items
+/// (the extra one says whether there is a next page) and, with
+/// `with_total`, the size of the whole filtered list, in one command.
+pub async fn list(
+    db: &Db,
+    filter: &ModuleFilter,
+    text_index: bool,
+    after: Option<&ModuleKey>,
+    limit: i64,
+    with_total: bool,
+) -> ApiResult<(Vec<ModuleDoc>, i64)> {
+    let coll = db.raw(names::MODULES);
+    let filter_match = filter.to_match(text_index);
+    let sort = doc! { "$sort": { "position": 1, "_id": 1 } };
+    let project = doc! { "$project": summary_projection() };
+    let after = after.map(after_match).transpose()?;
+    if !with_total {
+        let mut m = filter_match;
+        if let Some(after) = after {
+            m = doc! { "$and": [m, after] };
+        }
+        let pipeline = vec![
+            doc! { "$match": m },
+            sort,
+            doc! { "$limit": limit + 1 },
+            project,
+        ];
+        let cursor = db
+            .run(
+                coll.aggregate(pipeline)
+                    .max_time(db.op_timeout)
+                    .with_type::<ModuleDoc>(),
+            )
+            .await?;
+        let items = db.run(cursor.try_collect()).await?;
+        return Ok((items, 0));
+    }
+    let mut items_stages = Vec::new();
+    if let Some(after) = after {
+        items_stages.push(doc! { "$match": after });
+    }
+    items_stages.push(doc! { "$limit": limit + 1 });
+    let pipeline = vec![
+        doc! { "$match": filter_match },
+        sort,
+        project,
+        doc! { "$facet": { "items": items_stages, "total": [ { "$count": "n" } ] } },
+    ];
+    let cursor = db
+        .run(
+            coll.aggregate(pipeline)
+                .max_time(db.op_timeout)
+                .with_type::<FacetPage>(),
+        )
+        .await?;
+    let pages: Vec<FacetPage> = db.run(cursor.try_collect()).await?;
+    let page = pages.into_iter().next().unwrap_or(FacetPage {
+        items: vec![],
+        total: vec![],
+    });
+    let total = page.total.first().map(|c| c.n).unwrap_or(0);
+    Ok((page.items, total))
+}
+
+/// How to find one module.
+#[derive(Debug, Clone)]
+pub enum ModuleRef {
+    Id(ObjectId),
+    Slug(String),
+}
+
+/// One module, with its content only when `with_content`.
+pub async fn find_one(db: &Db, by: &ModuleRef, with_content: bool) -> ApiResult<Option<ModuleDoc>> {
+    let filter = match by {
+        ModuleRef::Id(id) => doc! { "_id": id },
+        ModuleRef::Slug(slug) => doc! { "slug": slug.as_str() },
+    };
+    let projection = if with_content {
+        full_projection()
+    } else {
+        summary_projection()
+    };
+    db.run(
+        db.collection::<ModuleDoc>(names::MODULES)
+            .find_one(filter)
+            .projection(projection)
+            .max_time(db.op_timeout),
+    )
+    .await
+}
+
+/// Modules by id (published or not, without content), for joins.
+pub async fn find_many(db: &Db, ids: &[ObjectId]) -> ApiResult<Vec<ModuleDoc>> {
+    let cursor = db
+        .run(
+            db.collection::<ModuleDoc>(names::MODULES)
+                .find(doc! { "_id": { "$in": ids } })
+                .projection(summary_projection())
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    db.run(cursor.try_collect()).await
+}
+
+#[derive(Deserialize)]
+struct ContentOnly {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    #[serde(default)]
+    content: String,
+}
+
+/// The content of several modules in one round trip (lists that select
+/// `content` read it here, never in the list query itself).
+pub async fn contents(db: &Db, ids: &[ObjectId]) -> ApiResult<Vec<(ObjectId, String)>> {
+    let cursor = db
+        .run(
+            db.collection::<ContentOnly>(names::MODULES)
+                .find(doc! { "_id": { "$in": ids } })
+                .projection(doc! { "content": 1 })
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    let docs: Vec<ContentOnly> = db.run(cursor.try_collect()).await?;
+    Ok(docs.into_iter().map(|d| (d.id, d.content)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_text_is_escaped_before_it_becomes_a_regex() {
+        let f = ModuleFilter::new(None, None, Some("a.*(b[".into()), false).unwrap();
+        let m = f.to_match(false);
+        let or = m.get_array("$or").unwrap();
+        let title = or[0].as_document().unwrap().get_document("title").unwrap();
+        assert_eq!(title.get_str("$regex").unwrap(), r"a\.\*\(b\[");
+        assert!(m.get_bool("published").unwrap());
+    }
+
+    #[test]
+    fn operator_looking_input_stays_a_string() {
+        let f = ModuleFilter::new(Some("{\"$gt\": \"\"}".into()), None, None, true).unwrap();
+        let m = f.to_match(false);
+        assert_eq!(m.get_str("category").unwrap(), "{\"$gt\": \"\"}");
+        assert!(!m.contains_key("published"));
+    }
+
+    #[test]
+    fn scopes_differ_with_their_filters() {
+        let a = ModuleFilter::new(None, None, None, false).unwrap().scope();
+        let b = ModuleFilter::new(Some("x".into()), None, None, false)
+            .unwrap()
+            .scope();
+        let c = ModuleFilter::new(None, None, None, true).unwrap().scope();
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn overlong_search_is_bad_input() {
+        assert!(ModuleFilter::new(None, None, Some("x".repeat(201)), false).is_err());
+        assert!(
+            ModuleFilter::new(None, None, Some("   ".into()), false)
+                .unwrap()
+                .search
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! MongoDB access: the one `Client` of the process, its tuned options, the
+//! per-operation deadline, and the typed collections the domains use.
+
+pub mod indexes;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context;
+use mongodb::{
+    Client, Collection, Database,
+    bson::{Document, doc},
+    event::{EventHandler, command::CommandEvent},
+    options::{ClientOptions, Compressor},
+};
+
+use crate::{
+    config::MongoSettings,
+    error::{ApiError, ApiResult},
+};
+
+/// Counts the commands this process sent, by name (`find`, `aggregate`, …).
+///
+/// Fed by the driver's command monitoring; read by `/metrics` and by tests
+/// that prove a statistic costs exactly one database command.
+#[derive(Debug, Default)]
+pub struct CommandCounter {
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl CommandCounter {
+    fn record(&self, name: &str) {
+        let mut counts = self.counts.lock().expect("command counter poisoned");
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+
+    /// A copy of the counts so far.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .lock()
+            .expect("command counter poisoned")
+            .clone()
+    }
+
+    /// Commands sent so far, all names together, leaving out the driver's
+    /// own monitoring and handshake traffic.
+    pub fn total(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "hello" | "isMaster" | "ismaster" | "ping" | "endSessions"
+                )
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The database handle shared by every request.
+#[derive(Clone)]
+pub struct Db {
+    pub client: Client,
+    pub db: Database,
+    /// Deadline of one operation, enforced both as `maxTimeMS` and on the
+    /// client side (so a server that stops answering cannot hang a request).
+    pub op_timeout: Duration,
+    pub commands: Arc<CommandCounter>,
+}
+
+/// Collection names, in one place.
+pub mod names {
+    pub const USERS: &str = "users";
+    pub const MODULES: &str = "modules";
+    pub const PROGRESS: &str = "progress";
+    pub const ACTIVITY: &str = "activity";
+    pub const NOTIFICATIONS: &str = "notifications";
+    /// Every collection that `indexes/` declares.
+    pub const ALL: [&str; 5] = [USERS, MODULES, PROGRESS, ACTIVITY, NOTIFICATIONS];
+}
+
+impl Db {
+    /// Builds the client from settings. Connecting is lazy: this fails only
+    /// on a malformed URI, never because the server is down.
+    pub async fn connect(settings: &MongoSettings) -> anyhow::Result<Self> {
+        let mut opts = ClientOptions::parse(&settings.uri)
+            .await
+            .context("invalid MONGODB_URI")?;
+        opts.app_name.get_or_insert_with(|| "kairos".to_string());
+        opts.max_pool_size = Some(settings.max_pool_size);
+        opts.min_pool_size = Some(settings.min_pool_size);
+        opts.max_idle_time = Some(settings.max_idle_time);
+        opts.connect_timeout = Some(settings.connect_timeout);
+        opts.server_selection_timeout = Some(settings.server_selection_timeout);
+        opts.retry_reads = Some(true);
+        opts.retry_writes = Some(true);
+        if opts.compressors.is_none() && !settings.compressors.is_empty() {
+            opts.compressors = Some(
+                settings
+                    .compressors
+                    .iter()
+                    .map(|c| match c.as_str() {
+                        "zstd" => Compressor::Zstd { level: None },
+                        "snappy" => Compressor::Snappy,
+                        _ => Compressor::Zlib { level: None },
+                    })
+                    .collect(),
+            );
+        }
+        let commands = Arc::new(CommandCounter::default());
+        let counter = commands.clone();
+        opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
+            if let CommandEvent::Started(started) = ev {
+                counter.record(&started.command_name);
+            }
+        }));
+        let client = Client::with_options(opts).context("building the MongoDB client")?;
+        let db = client.database(&settings.database);
+        Ok(Db {
+            client,
+            db,
+            op_timeout: settings.operation_timeout,
+            commands,
+        })
+    }
+
+    /// One round trip to the server; used at start and by `/ready`.
+    pub async fn ping(&self) -> ApiResult<()> {
+        self.run(self.db.run_command(doc! { "ping": 1 })).await?;
+        Ok(())
+    }
+
+    pub fn collection<T: Send + Sync>(&self, name: &str) -> Collection<T> {
+        self.db.collection(name)
+    }
+
+    pub fn raw(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    /// Runs one driver operation under the client-side deadline and maps its
+    /// failure to the public error.
+    pub async fn run<T>(
+        &self,
+        op: impl std::future::IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> ApiResult<T> {
+        with_deadline(self.op_timeout, op.into_future()).await
+    }
+}
+
+impl Db {
+    /// Like [`Db::run`], but hands the driver's error back to the caller,
+    /// for the few places that act on a specific one (duplicate keys).
+    pub async fn run_keep<T>(
+        &self,
+        op: impl std::future::IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> ApiResult<mongodb::error::Result<T>> {
+        tokio::time::timeout(
+            self.op_timeout + Duration::from_millis(500),
+            op.into_future(),
+        )
+        .await
+        .map_err(ApiError::from)
+    }
+}
+
+/// Awaits `fut` for at most `deadline` plus a small grace (the server's own
+/// `maxTimeMS` should fire first and say so).
+pub async fn with_deadline<T>(
+    deadline: Duration,
+    fut: impl Future<Output = mongodb::error::Result<T>>,
+) -> ApiResult<T> {
+    match tokio::time::timeout(deadline + Duration::from_millis(500), fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::from(e)),
+        Err(elapsed) => Err(ApiError::from(elapsed)),
+    }
+}

@@ -1,0 +1,177 @@
+//! The one service error type and the public codes it becomes.
+//!
+//! Every error a client sees carries `extensions.code`. Driver errors are
+//! logged once, here, and never shown: INTERNAL and UNAVAILABLE messages
+//! reveal no hostnames, driver text or stack traces.
+
+use async_graphql::ErrorExtensions;
+
+/// The public error codes of the contract (`schema.graphql`, Conventions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Unauthenticated,
+    Forbidden,
+    BadUserInput,
+    NotFound,
+    Conflict,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::NotFound => "NOT_FOUND",
+            Code::Conflict => "CONFLICT",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// An error a resolver returns; its variant decides the public code.
+///
+/// Deliberately not `Display`: async-graphql converts any `Display` type
+/// into an error without a code, and every error here must keep its code.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    Unauthenticated(String),
+    Forbidden(String),
+    BadUserInput(String),
+    NotFound(String),
+    Conflict(String),
+    RateLimited(String),
+    /// A dependency (MongoDB) is down or too slow; the client may retry.
+    Unavailable,
+    /// Anything else; the cause was logged where it was converted.
+    Internal,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn code(&self) -> Code {
+        match self {
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
+            ApiError::Forbidden(_) => Code::Forbidden,
+            ApiError::BadUserInput(_) => Code::BadUserInput,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::Conflict(_) => Code::Conflict,
+            ApiError::RateLimited(_) => Code::RateLimited,
+            ApiError::Unavailable => Code::Unavailable,
+            ApiError::Internal => Code::Internal,
+        }
+    }
+
+    /// The message a client sees.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::Unauthenticated(m)
+            | ApiError::Forbidden(m)
+            | ApiError::BadUserInput(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::RateLimited(m) => m,
+            ApiError::Unavailable => "the service is temporarily unavailable, please retry",
+            ApiError::Internal => "internal error",
+        }
+    }
+
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        ApiError::BadUserInput(msg.into())
+    }
+
+    pub fn unauthenticated() -> Self {
+        ApiError::Unauthenticated("sign in to use this field".into())
+    }
+
+    pub fn forbidden() -> Self {
+        ApiError::Forbidden("you are not allowed to do this".into())
+    }
+
+    /// Logs an unexpected failure once and hides it behind INTERNAL.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        ApiError::Internal
+    }
+}
+
+/// MongoDB's duplicate-key error code, raised by unique indexes.
+pub const DUPLICATE_KEY: i32 = 11000;
+
+/// Whether a driver error is a unique-index violation.
+pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|w| w.code == DUPLICATE_KEY)),
+        _ => false,
+    }
+}
+
+impl From<mongodb::error::Error> for ApiError {
+    fn from(err: mongodb::error::Error) -> Self {
+        use mongodb::error::ErrorKind;
+        match err.kind.as_ref() {
+            ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. } => {
+                tracing::warn!(error = %err, "database unavailable");
+                ApiError::Unavailable
+            }
+            ErrorKind::Command(c) if c.code == 50 => {
+                // MaxTimeMSExpired: the operation deadline passed.
+                tracing::warn!(error = %err, "database operation timed out");
+                ApiError::Unavailable
+            }
+            _ => ApiError::internal("database error", err),
+        }
+    }
+}
+
+impl From<tokio::time::error::Elapsed> for ApiError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        tracing::warn!("database operation passed its client-side deadline");
+        ApiError::Unavailable
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(err: ApiError) -> Self {
+        let code = err.code();
+        async_graphql::Error::new(err.message())
+            .extend_with(|_, ext| ext.set("code", code.as_str()))
+    }
+}
+
+/// The error of a resolver that a later issue builds.
+pub fn not_implemented() -> async_graphql::Error {
+    async_graphql::Error::new("not implemented yet")
+        .extend_with(|_, ext| ext.set("code", Code::Internal.as_str()))
+}
+
+/// Resolver result type: async-graphql's error carrying our extensions.
+pub type GqlResult<T> = async_graphql::Result<T>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_its_public_code() {
+        let err: async_graphql::Error = ApiError::bad_input("no").into();
+        let code = err.extensions.unwrap().get("code").cloned();
+        assert_eq!(code, Some(async_graphql::Value::from("BAD_USER_INPUT")));
+        assert_eq!(ApiError::Unavailable.code().as_str(), "UNAVAILABLE");
+        assert_eq!(ApiError::Internal.message(), "internal error");
+    }
+}

@@ -1,0 +1,309 @@
+//! Cursor pagination shared by every list.
+//!
+//! A cursor is `base64url(payload).base64url(mac)`: the payload names the
+//! list and filters that produced it plus the sort key of the last item, and
+//! the MAC (HMAC-SHA256 under a key derived from the server secret) makes a
+//! forged or edited cursor detectable. A cursor used with another list or
+//! other filters is rejected too, so a client never silently gets a page of
+//! something else.
+
+use async_graphql::SimpleObject;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Default page size of every list.
+pub const DEFAULT_PAGE: i32 = 20;
+/// Largest page a client may ask for.
+pub const MAX_PAGE: i32 = 100;
+
+/// Validates `first` (default 20, at most 100, never negative).
+pub fn page_size(first: Option<i32>) -> ApiResult<i64> {
+    match first.unwrap_or(DEFAULT_PAGE) {
+        n if !(0..=MAX_PAGE).contains(&n) => Err(ApiError::bad_input(format!(
+            "`first` must be between 0 and {MAX_PAGE}, got {n}"
+        ))),
+        n => Ok(i64::from(n)),
+    }
+}
+
+/// Signs and checks cursors.
+#[derive(Clone)]
+pub struct CursorCodec {
+    key: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<K> {
+    /// Which list and filters the cursor belongs to.
+    s: String,
+    /// The sort key of the last item of the page.
+    k: K,
+}
+
+const MAC_LEN: usize = 16;
+
+impl CursorCodec {
+    /// Derives the cursor key from the server secret, so that cursors signed
+    /// by one instance are valid on every instance.
+    pub fn new(secret: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"kairos-cursor-v1:");
+        hasher.update(secret.as_bytes());
+        CursorCodec {
+            key: hasher.finalize().into(),
+        }
+    }
+
+    fn mac(&self, payload: &[u8]) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
+        mac.update(payload);
+        mac.finalize().into_bytes()[..MAC_LEN].to_vec()
+    }
+
+    /// The cursor of an item with sort key `key` in the list `scope`.
+    pub fn encode<K: Serialize>(&self, scope: &str, key: &K) -> String {
+        let payload = serde_json::to_vec(&Envelope {
+            s: scope.to_string(),
+            k: key,
+        })
+        .expect("cursor keys serialize");
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(self.mac(&payload))
+        )
+    }
+
+    /// The sort key in `cursor`, when it was signed here for `scope`.
+    pub fn decode<K: DeserializeOwned>(&self, scope: &str, cursor: &str) -> ApiResult<K> {
+        let invalid = || {
+            ApiError::bad_input(
+                "invalid cursor: pass `endCursor` of the previous page of the same list",
+            )
+        };
+        let (payload, mac) = cursor.split_once('.').ok_or_else(invalid)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
+        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| invalid())?;
+        // Constant-time comparison through the MAC type.
+        let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
+        check.update(&payload);
+        check.verify_truncated_left(&mac).map_err(|_| invalid())?;
+        if mac.len() != MAC_LEN {
+            return Err(invalid());
+        }
+        let env: Envelope<K> = serde_json::from_slice(&payload).map_err(|_| invalid())?;
+        if env.s != scope {
+            return Err(ApiError::bad_input(
+                "invalid cursor: it belongs to another list or other filters",
+            ));
+        }
+        Ok(env.k)
+    }
+}
+
+/// Pagination information of the contract.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+/// Declares the concrete Edge and Connection types of one node type (the
+/// contract names each, e.g. `ModuleEdge`, `ModuleConnection`).
+macro_rules! connection_types {
+    ($node:ty, $edge:ident, $conn:ident $(, $total:ident)?) => {
+        /// One item of a list with its cursor.
+        #[derive(async_graphql::SimpleObject, Clone)]
+        pub struct $edge {
+            pub cursor: String,
+            pub node: $node,
+        }
+
+        /// A page of a list.
+        #[derive(async_graphql::SimpleObject, Clone)]
+        pub struct $conn {
+            pub edges: Vec<$edge>,
+            pub nodes: Vec<$node>,
+            pub page_info: PageInfo,
+            $(
+                /// Size of the whole filtered list (computed only when selected).
+                pub $total: i64,
+            )?
+        }
+    };
+}
+
+connection_types!(
+    crate::catalogue::Module,
+    ModuleEdge,
+    ModuleConnection,
+    total_count
+);
+connection_types!(crate::learners::User, UserEdge, UserConnection, total_count);
+connection_types!(
+    crate::learners::Progress,
+    ProgressEdge,
+    ProgressConnection,
+    total_count
+);
+connection_types!(
+    crate::learners::ActivityEntry,
+    ActivityEdge,
+    ActivityConnection
+);
+connection_types!(
+    crate::notifications::Notification,
+    NotificationEdge,
+    NotificationConnection
+);
+
+/// The parts of a page: cursors, nodes and page info.
+pub struct Page<T> {
+    pub cursors: Vec<String>,
+    pub nodes: Vec<T>,
+    pub page_info: PageInfo,
+}
+
+/// Builds a page from `items` fetched with `limit + 1` (the extra item only
+/// tells whether another page exists).
+pub fn page<T, K: Serialize>(
+    codec: &CursorCodec,
+    scope: &str,
+    mut items: Vec<T>,
+    limit: i64,
+    key_of: impl Fn(&T) -> K,
+) -> Page<T> {
+    let has_next_page = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let cursors: Vec<String> = items
+        .iter()
+        .map(|item| codec.encode(scope, &key_of(item)))
+        .collect();
+    let page_info = PageInfo {
+        has_next_page,
+        end_cursor: cursors.last().cloned(),
+    };
+    Page {
+        cursors,
+        nodes: items,
+        page_info,
+    }
+}
+
+/// Builds a connection type from a page; `$total` for those that have one.
+macro_rules! impl_from_page {
+    ($node:ty, $edge:ident, $conn:ident) => {
+        impl $conn {
+            pub fn from_page(page: Page<$node>) -> Self {
+                let edges = page
+                    .cursors
+                    .into_iter()
+                    .zip(page.nodes.iter().cloned())
+                    .map(|(cursor, node)| $edge { cursor, node })
+                    .collect();
+                $conn {
+                    edges,
+                    nodes: page.nodes,
+                    page_info: page.page_info,
+                }
+            }
+        }
+    };
+    ($node:ty, $edge:ident, $conn:ident, total) => {
+        impl $conn {
+            pub fn from_page(page: Page<$node>, total_count: i64) -> Self {
+                let edges = page
+                    .cursors
+                    .into_iter()
+                    .zip(page.nodes.iter().cloned())
+                    .map(|(cursor, node)| $edge { cursor, node })
+                    .collect();
+                $conn {
+                    edges,
+                    nodes: page.nodes,
+                    page_info: page.page_info,
+                    total_count,
+                }
+            }
+        }
+    };
+}
+
+impl_from_page!(
+    crate::catalogue::Module,
+    ModuleEdge,
+    ModuleConnection,
+    total
+);
+impl_from_page!(crate::learners::User, UserEdge, UserConnection, total);
+impl_from_page!(
+    crate::learners::Progress,
+    ProgressEdge,
+    ProgressConnection,
+    total
+);
+impl_from_page!(
+    crate::learners::ActivityEntry,
+    ActivityEdge,
+    ActivityConnection
+);
+impl_from_page!(
+    crate::notifications::Notification,
+    NotificationEdge,
+    NotificationConnection
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_within_its_scope() {
+        let codec = CursorCodec::new("secret");
+        let c = codec.encode("modules|all", &(3, "abc"));
+        let k: (i32, String) = codec.decode("modules|all", &c).unwrap();
+        assert_eq!(k, (3, "abc".to_string()));
+    }
+
+    #[test]
+    fn forged_edited_and_foreign_cursors_are_bad_input() {
+        let codec = CursorCodec::new("secret");
+        let c = codec.encode("modules|all", &(3, "abc"));
+        for bad in [
+            "",
+            "abc",
+            "a.b",
+            "....",
+            &format!("{c}x"),
+            &c.replace('.', ""),
+        ] {
+            let err = codec
+                .decode::<(i32, String)>("modules|all", bad)
+                .unwrap_err();
+            assert!(matches!(err, ApiError::BadUserInput(_)), "{bad}");
+        }
+        let other = CursorCodec::new("other secret").encode("modules|all", &(3, "abc"));
+        assert!(
+            codec
+                .decode::<(i32, String)>("modules|all", &other)
+                .is_err()
+        );
+        assert!(
+            codec
+                .decode::<(i32, String)>("modules|category=x", &c)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn page_sizes_outside_0_to_100_are_bad_input() {
+        assert_eq!(page_size(None).unwrap(), 20);
+        assert_eq!(page_size(Some(100)).unwrap(), 100);
+        assert!(page_size(Some(101)).is_err());
+        assert!(page_size(Some(-1)).is_err());
+    }
+}

@@ -1,0 +1,411 @@
+//! Progress writes and reads. Every report is one atomic `findAndModify`
+//! with update operators (`$inc`, `$max`, `$setOnInsert`), so concurrent
+//! reports for one learner and module lose no time and no attempt;
+//! completion is a second atomic transition that exactly one report wins.
+
+use bson::{Document, doc, oid::ObjectId};
+use futures::TryStreamExt;
+use mongodb::options::ReturnDocument;
+use serde::Deserialize;
+
+use super::model::{ActivityDoc, ActivityKind, ProgressDoc, ProgressStatus};
+use crate::{
+    db::{Db, names},
+    error::{ApiError, ApiResult, is_duplicate_key},
+};
+
+/// Longest time one report may add: a day.
+pub const MAX_REPORT_SECONDS: i64 = 86_400;
+
+/// A validated `recordProgress` input.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    pub module_id: ObjectId,
+    pub time_spent_seconds: i64,
+    pub score: Option<f64>,
+    pub completed: bool,
+}
+
+impl Report {
+    pub fn new(
+        module_id: ObjectId,
+        time: i32,
+        score: Option<f64>,
+        completed: Option<bool>,
+    ) -> ApiResult<Self> {
+        let time = i64::from(time);
+        if !(0..=MAX_REPORT_SECONDS).contains(&time) {
+            return Err(ApiError::bad_input(
+                "`timeSpentSeconds` must be between 0 and 86400",
+            ));
+        }
+        if score.is_some_and(|s| !s.is_finite() || !(0.0..=100.0).contains(&s)) {
+            return Err(ApiError::bad_input("`score` must be between 0 and 100"));
+        }
+        Ok(Report {
+            module_id,
+            time_spent_seconds: time,
+            score,
+            completed: completed.unwrap_or(false),
+        })
+    }
+}
+
+/// Whether a published module with this id exists.
+pub async fn module_is_published(db: &Db, module_id: ObjectId) -> ApiResult<bool> {
+    let found = db
+        .run(
+            db.raw(names::MODULES)
+                .find_one(doc! { "_id": module_id, "published": true })
+                .projection(doc! { "_id": 1 })
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Runs an upserting `findOneAndUpdate` and returns the document as it is
+/// after this write. Whether this call inserted it is told by the `_id` the
+/// caller put in `$setOnInsert`, which holds however the server reports
+/// pre-images of racing upserts. Two first writes racing on the unique
+/// (user, module) index may make one fail with a duplicate key; it is
+/// retried and then updates the document the other inserted.
+async fn upsert_after(db: &Db, filter: Document, update: Document) -> ApiResult<ProgressDoc> {
+    let coll = db.collection::<ProgressDoc>(names::PROGRESS);
+    for _ in 0..3 {
+        let op = coll
+            .find_one_and_update(filter.clone(), update.clone())
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .max_time(db.op_timeout);
+        match db.run_keep(op).await? {
+            Ok(Some(after)) => return Ok(after),
+            // MongoDB always returns the document here. Some surrogates
+            // answer null when the upsert lost an insert race and applied
+            // itself as an update instead; the write happened, so read the
+            // document rather than write again.
+            Ok(None) => {
+                let found = db
+                    .run(coll.find_one(filter.clone()).max_time(db.op_timeout))
+                    .await?;
+                return found.ok_or_else(|| {
+                    ApiError::internal("progress upsert", "no document after an upsert")
+                });
+            }
+            Err(e) if is_duplicate_key(&e) => continue,
+            Err(e) => return Err(ApiError::from(e)),
+        }
+    }
+    Err(ApiError::internal(
+        "progress upsert",
+        "duplicate key three times in a row",
+    ))
+}
+
+fn activity(
+    user_id: ObjectId,
+    module_id: ObjectId,
+    kind: ActivityKind,
+    at: bson::DateTime,
+    time: i64,
+    score: Option<f64>,
+) -> ActivityDoc {
+    ActivityDoc {
+        id: ObjectId::new(),
+        user_id,
+        module_id,
+        kind,
+        at,
+        time_spent_seconds: time,
+        score,
+    }
+}
+
+async fn append_activity(db: &Db, entries: Vec<ActivityDoc>) -> ApiResult<()> {
+    db.run(
+        db.collection::<ActivityDoc>(names::ACTIVITY)
+            .insert_many(entries),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Starts a module for a learner; a started module is returned unchanged.
+pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<ProgressDoc> {
+    let now = bson::DateTime::now();
+    let fresh = ProgressDoc {
+        id: ObjectId::new(),
+        user_id,
+        module_id,
+        status: ProgressStatus::InProgress,
+        score: None,
+        time_spent_seconds: 0,
+        attempts: 0,
+        started_at: now,
+        completed_at: None,
+        updated_at: now,
+    };
+    let update = doc! { "$setOnInsert": {
+        "_id": fresh.id,
+        "status": ProgressStatus::InProgress.as_str(),
+        "time_spent_seconds": 0_i64,
+        "attempts": 0_i64,
+        "started_at": now,
+        "updated_at": now,
+    } };
+    // No `score: null` or `completed_at: null`: `$max`/`$min` of later
+    // reports compare with what is stored, and null sorts below everything.
+    let after = upsert_after(
+        db,
+        doc! { "user_id": user_id, "module_id": module_id },
+        update,
+    )
+    .await?;
+    if after.id == fresh.id {
+        append_activity(
+            db,
+            vec![activity(
+                user_id,
+                module_id,
+                ActivityKind::Started,
+                now,
+                0,
+                None,
+            )],
+        )
+        .await?;
+    }
+    Ok(after)
+}
+
+/// Records one report: starts the module if needed, adds the time and an
+/// attempt, keeps the best score, completion sticks; appends one activity
+/// entry (preceded by `started` when this call started the module).
+pub async fn record(db: &Db, user_id: ObjectId, report: Report) -> ApiResult<ProgressDoc> {
+    let now = bson::DateTime::now();
+    let new_id = ObjectId::new();
+    let mut update = doc! {
+        "$inc": { "time_spent_seconds": report.time_spent_seconds, "attempts": 1_i64 },
+        "$set": { "updated_at": now },
+        "$setOnInsert": {
+            "_id": new_id,
+            "started_at": now,
+            "status": ProgressStatus::InProgress.as_str(),
+        },
+    };
+    if let Some(score) = report.score {
+        update.insert("$max", doc! { "score": score });
+    }
+    let filter = doc! { "user_id": user_id, "module_id": report.module_id };
+    let mut after = upsert_after(db, filter, update).await?;
+    let started_now = after.id == new_id;
+
+    // Completion is its own atomic transition: only the call that moves the
+    // status to `completed` logs the completion, however many race.
+    let mut first_completion = false;
+    if report.completed && after.status != ProgressStatus::Completed {
+        let claimed = db
+            .run(
+                db.collection::<ProgressDoc>(names::PROGRESS)
+                    .find_one_and_update(
+                        doc! { "_id": after.id, "status": { "$ne": ProgressStatus::Completed.as_str() } },
+                        doc! { "$set": { "status": ProgressStatus::Completed.as_str(), "completed_at": now } },
+                    )
+                    .return_document(ReturnDocument::After)
+                    .max_time(db.op_timeout),
+            )
+            .await?;
+        match claimed {
+            Some(doc) => {
+                first_completion = true;
+                after = doc;
+            }
+            // Another report completed it in between: read what it wrote.
+            None => {
+                if let Some(doc) = db
+                    .run(
+                        db.collection::<ProgressDoc>(names::PROGRESS)
+                            .find_one(doc! { "_id": after.id }),
+                    )
+                    .await?
+                {
+                    after = doc;
+                }
+            }
+        }
+    }
+
+    let mut entries = Vec::with_capacity(2);
+    if started_now {
+        entries.push(activity(
+            user_id,
+            report.module_id,
+            ActivityKind::Started,
+            now,
+            0,
+            None,
+        ));
+    }
+    let kind = if first_completion {
+        ActivityKind::Completed
+    } else {
+        ActivityKind::Progressed
+    };
+    entries.push(activity(
+        user_id,
+        report.module_id,
+        kind,
+        now,
+        report.time_spent_seconds,
+        report.score,
+    ));
+    append_activity(db, entries).await?;
+    Ok(after)
+}
+
+/// The sort key of `myProgress`: most recently updated first.
+pub type ProgressKey = (i64, String);
+
+pub fn progress_key(p: &ProgressDoc) -> ProgressKey {
+    (p.updated_at.timestamp_millis(), p.id.to_hex())
+}
+
+/// "Before `key`" in (time desc, _id desc) order, for newest-first lists.
+pub fn before_match(field: &str, key: &(i64, String)) -> ApiResult<Document> {
+    let id = ObjectId::parse_str(&key.1).map_err(|_| ApiError::bad_input("invalid cursor"))?;
+    let t = bson::DateTime::from_millis(key.0);
+    Ok(doc! { "$or": [
+        { field: { "$lt": t } },
+        { field: t, "_id": { "$lt": id } },
+    ] })
+}
+
+#[derive(Deserialize)]
+struct Facet<T> {
+    items: Vec<T>,
+    #[serde(default)]
+    total: Vec<Count>,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+/// One page of a learner's progress, newest update first, and the total
+/// when asked, in one command.
+pub async fn list(
+    db: &Db,
+    user_id: ObjectId,
+    status: Option<ProgressStatus>,
+    after: Option<&ProgressKey>,
+    limit: i64,
+    with_total: bool,
+) -> ApiResult<(Vec<ProgressDoc>, i64)> {
+    let mut filter = doc! { "user_id": user_id };
+    if let Some(s) = status {
+        filter.insert("status", s.as_str());
+    }
+    let after = after.map(|k| before_match("updated_at", k)).transpose()?;
+    let sort = doc! { "$sort": { "updated_at": -1, "_id": -1 } };
+    let coll = db.raw(names::PROGRESS);
+    if !with_total {
+        let m = match after {
+            Some(a) => doc! { "$and": [filter, a] },
+            None => filter,
+        };
+        let pipeline = vec![doc! { "$match": m }, sort, doc! { "$limit": limit + 1 }];
+        let cursor = db
+            .run(
+                coll.aggregate(pipeline)
+                    .max_time(db.op_timeout)
+                    .with_type::<ProgressDoc>(),
+            )
+            .await?;
+        return Ok((db.run(cursor.try_collect()).await?, 0));
+    }
+    let mut items = Vec::new();
+    if let Some(a) = after {
+        items.push(doc! { "$match": a });
+    }
+    items.push(doc! { "$limit": limit + 1 });
+    let pipeline = vec![
+        doc! { "$match": filter },
+        sort,
+        doc! { "$facet": { "items": items, "total": [ { "$count": "n" } ] } },
+    ];
+    let cursor = db
+        .run(
+            coll.aggregate(pipeline)
+                .max_time(db.op_timeout)
+                .with_type::<Facet<ProgressDoc>>(),
+        )
+        .await?;
+    let pages: Vec<Facet<ProgressDoc>> = db.run(cursor.try_collect()).await?;
+    let page = pages.into_iter().next().unwrap_or(Facet {
+        items: vec![],
+        total: vec![],
+    });
+    Ok((page.items, page.total.first().map_or(0, |c| c.n)))
+}
+
+/// The viewer's progress on several modules in one round trip.
+pub async fn for_modules(
+    db: &Db,
+    user_id: ObjectId,
+    module_ids: &[ObjectId],
+) -> ApiResult<Vec<ProgressDoc>> {
+    let cursor = db
+        .run(
+            db.collection::<ProgressDoc>(names::PROGRESS)
+                .find(doc! { "user_id": user_id, "module_id": { "$in": module_ids } })
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    db.run(cursor.try_collect()).await
+}
+
+/// The sort key of `history`: newest first.
+pub type ActivityKey = (i64, String);
+
+pub fn activity_key(a: &ActivityDoc) -> ActivityKey {
+    (a.at.timestamp_millis(), a.id.to_hex())
+}
+
+/// One page of a learner's activity, newest first.
+pub async fn history(
+    db: &Db,
+    user_id: ObjectId,
+    after: Option<&ActivityKey>,
+    limit: i64,
+) -> ApiResult<Vec<ActivityDoc>> {
+    let mut filter = doc! { "user_id": user_id };
+    if let Some(a) = after.map(|k| before_match("at", k)).transpose()? {
+        filter = doc! { "$and": [filter, a] };
+    }
+    let cursor = db
+        .run(
+            db.collection::<ActivityDoc>(names::ACTIVITY)
+                .find(filter)
+                .sort(doc! { "at": -1, "_id": -1 })
+                .limit(limit + 1)
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    db.run(cursor.try_collect()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_out_of_range_are_bad_input() {
+        let id = ObjectId::new();
+        assert!(Report::new(id, -1, None, None).is_err());
+        assert!(Report::new(id, 86_401, None, None).is_err());
+        assert!(Report::new(id, 10, Some(100.5), None).is_err());
+        assert!(Report::new(id, 10, Some(f64::NAN), None).is_err());
+        assert!(Report::new(id, 86_400, Some(0.0), Some(true)).is_ok());
+    }
+}

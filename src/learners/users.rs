@@ -1,0 +1,112 @@
+//! The `users` collection: registration, login lookups, availability.
+
+use bson::{Document, doc, oid::ObjectId};
+use serde::Deserialize;
+
+use super::model::{Role, UserDoc, user_projection};
+use crate::{
+    db::{Db, names},
+    error::{ApiError, ApiResult, is_duplicate_key},
+};
+
+/// What a new account is made of, already validated.
+pub struct NewUser {
+    pub email: String,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// The document of a new user.
+pub fn user_document(id: ObjectId, user: &NewUser, now: bson::DateTime) -> Document {
+    doc! {
+        "_id": id,
+        "email": &user.email,
+        "email_lower": user.email.to_lowercase(),
+        "username": &user.username,
+        "username_lower": user.username.to_lowercase(),
+        "display_name": user.display_name.as_deref(),
+        "password_hash": &user.password_hash,
+        "role": user.role.as_str(),
+        "created_at": now,
+    }
+}
+
+/// Inserts a user, mapping a unique-index violation to CONFLICT.
+pub async fn register(db: &Db, user: NewUser) -> ApiResult<UserDoc> {
+    let id = ObjectId::new();
+    let now = bson::DateTime::now();
+    let document = user_document(id, &user, now);
+    match db
+        .run_keep(db.raw(names::USERS).insert_one(document))
+        .await?
+    {
+        Ok(_) => Ok(UserDoc {
+            id,
+            email: user.email,
+            username: user.username,
+            display_name: user.display_name,
+            role: user.role,
+            created_at: now,
+        }),
+        Err(e) if is_duplicate_key(&e) => {
+            let which = if e.to_string().contains("email") {
+                "email"
+            } else {
+                "username"
+            };
+            Err(ApiError::Conflict(format!(
+                "this {which} is already registered"
+            )))
+        }
+        Err(e) => Err(ApiError::from(e)),
+    }
+}
+
+/// A user with the password hash: the login path, and only it.
+#[derive(Deserialize)]
+pub struct Credentials {
+    #[serde(flatten)]
+    pub user: UserDoc,
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// Finds a user by email or username, case-insensitively.
+pub async fn find_credentials(db: &Db, login: &str) -> ApiResult<Option<Credentials>> {
+    let lower = login.trim().to_lowercase();
+    let mut projection = user_projection();
+    projection.insert("password_hash", 1);
+    db.run(
+        db.collection::<Credentials>(names::USERS)
+            .find_one(doc! { "$or": [ { "email_lower": &lower }, { "username_lower": &lower } ] })
+            .projection(projection)
+            .max_time(db.op_timeout),
+    )
+    .await
+}
+
+/// A user by id, without secrets.
+pub async fn find_by_id(db: &Db, id: ObjectId) -> ApiResult<Option<UserDoc>> {
+    db.run(
+        db.collection::<UserDoc>(names::USERS)
+            .find_one(doc! { "_id": id })
+            .projection(user_projection())
+            .max_time(db.op_timeout),
+    )
+    .await
+}
+
+/// Whether a user with `field` equal to `value` exists (index-backed).
+pub async fn exists(db: &Db, field: &str, value: &str) -> ApiResult<bool> {
+    let found = db
+        .run(
+            db.raw(names::USERS)
+                .find_one(doc! { field: value })
+                .projection(doc! { "_id": 1 })
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    Ok(found.is_some())
+}

@@ -1,0 +1,26 @@
+//! Kairos: the GraphQL backend of a learning platform.
+//!
+//! A request goes `app` (router, middleware) → `graphql::http` (viewer from
+//! the token, per-request DataLoaders) → the schema in `graphql`, whose
+//! roots are merged from one part per domain:
+//!
+//! - `catalogue`: modules, their lists and details;
+//! - `learners`: accounts, progress, one-pipeline statistics, history;
+//! - `notifications`: what learners are told;
+//! - `admin`: catalogue writes, dashboard, users, cache controls.
+//!
+//! Each domain keeps its GraphQL types next to its MongoDB access. `db`
+//! owns the one client and the index bootstrap; `config` the typed
+//! settings; `seed` the deterministic demo data.
+
+pub mod admin;
+pub mod app;
+pub mod catalogue;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod learners;
+pub mod notifications;
+pub mod seed;
+pub mod telemetry;

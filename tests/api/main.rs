@@ -1,0 +1,8 @@
+//! One integration-test binary: every test drives the HTTP endpoint of a
+//! real service spawned on port 0 against the surrogate database.
+
+mod catalogue;
+mod helpers;
+mod indexes;
+mod learners;
+mod schema;
