@@ -22,9 +22,11 @@ use axum::{
 use tokio::net::TcpListener;
 
 use crate::{
+    cache::Cache,
     config::Settings,
     db::{Db, indexes},
     graphql::{self, KairosSchema, pagination::CursorCodec},
+    http::{metrics::Metrics, ratelimit::AuthLimiter},
     learners::auth::TokenService,
 };
 
@@ -36,6 +38,12 @@ pub struct App {
     pub tokens: TokenService,
     /// Whether `modules` has a text index, so `search` may use `$text`.
     pub text_search: AtomicBool,
+    /// This service's Prometheus recorder (`GET /metrics`).
+    pub metrics: Metrics,
+    /// The per-address limit of `login` and `register`.
+    pub auth_limiter: AuthLimiter,
+    /// Redis-first cache with the memory fallback.
+    pub cache: Arc<Cache>,
 }
 
 /// Cheap-to-clone handle on the one `App`.
@@ -74,6 +82,9 @@ impl Application {
             cursors: CursorCodec::new(&settings.auth.jwt_secret),
             tokens: TokenService::new(&settings.auth),
             text_search: AtomicBool::new(text_search),
+            metrics: Metrics::new(),
+            auth_limiter: AuthLimiter::new(settings.limits.auth_rate_limit_per_minute),
+            cache: Cache::new(&settings.cache),
             db,
             settings,
         }));
@@ -143,20 +154,33 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received, draining requests");
 }
 
-/// The HTTP surface.
+/// The HTTP surface; the layers around it and their order are explained in
+/// `crate::http`.
 fn router(state: AppState, schema: KairosSchema) -> Router {
-    let body_limit = state.settings.limits.body_limit_bytes;
-    Router::new()
+    let limits = &state.settings.limits;
+    let graphql_routes = Router::new()
         .route(
             "/graphql",
             get(graphql::http::get_graphql).post(graphql::http::post_graphql),
         )
+        // Only the API is rate limited: probes and scrapes must get through.
+        .route_layer(crate::http::ratelimit::http_layer(
+            limits,
+            state.metrics.clone(),
+        ));
+    let routes = Router::new()
+        .merge(graphql_routes)
         .route("/", get(graphql::http::graphiql_root))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(crate::http::metrics::endpoint))
         // Larger bodies get 413 before any parsing.
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(graphql::http::HttpState { app: state, schema })
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .with_state(graphql::http::HttpState {
+            app: state.clone(),
+            schema,
+        });
+    crate::http::with_layers(routes, state.metrics.clone(), limits)
 }
 
 /// Liveness: the process answers; no dependency is asked.
@@ -172,10 +196,18 @@ async fn ready(State(http): State<graphql::http::HttpState>) -> impl IntoRespons
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let cache = http.app.cache.report().await;
+    // Redis down is degraded, not unready: the memory cache serves.
+    let redis = match (cache.redis_configured, cache.redis_available) {
+        (false, _) => "not configured",
+        (true, true) => "up",
+        (true, false) => "down",
+    };
     let body = serde_json::json!({
         "status": if mongo_ok { "ready" } else { "unavailable" },
         "mongodb": if mongo_ok { "up" } else { "down" },
-        "redis": if http.app.settings.cache.redis_url.is_some() { "unknown" } else { "not configured" },
+        "redis": redis,
+        "cache_backend": cache.backend,
     });
     (status, Json(body))
 }

@@ -83,6 +83,12 @@ pub struct LimitSettings {
     /// Take the client address from `X-Forwarded-For` (only behind a proxy
     /// that sets it; otherwise any client could pick its own bucket).
     pub trust_proxy: bool,
+    /// Longest a request may take before it is answered UNAVAILABLE; a
+    /// backstop above the database deadlines, so no client waits forever.
+    pub request_timeout: Duration,
+    /// Origins allowed to call the API from a browser (`*` for any); empty
+    /// means same-origin only.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Cache settings (PRODUCT.md, "Cache").
@@ -96,6 +102,12 @@ pub struct CacheSettings {
     pub ttl_progress: Duration,
     pub ttl_history: Duration,
     pub ttl_dashboard: Duration,
+    /// Longest life of a memory entry while Redis is configured but down:
+    /// other instances cannot see this one's writes then.
+    pub degraded_ttl: Duration,
+    /// Namespace of every Redis key of this deployment.
+    pub key_prefix: String,
+    pub redis_pool_size: usize,
 }
 
 /// A source of configuration values: the process environment in production,
@@ -237,7 +249,27 @@ impl Settings {
             rate_limit_burst: parse_or(src, "RATE_LIMIT_BURST", 200)?,
             auth_rate_limit_per_minute: parse_or(src, "AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
             trust_proxy: parse_bool(src, "TRUST_PROXY", false)?,
+            request_timeout: millis(src, "REQUEST_TIMEOUT_MS", 30_000)?,
+            cors_allowed_origins: src
+                .get("CORS_ALLOWED_ORIGINS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
         };
+        if limits.request_timeout.is_zero() {
+            bail!("invalid REQUEST_TIMEOUT_MS: must be positive");
+        }
+        if let Some(bad) = limits.cors_allowed_origins.iter().find(|o| {
+            *o != "*"
+                && !((o.starts_with("http://") || o.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(o).is_ok())
+        }) {
+            bail!(
+                "invalid CORS_ALLOWED_ORIGINS: {bad:?} is not an origin like https://app.example.org"
+            );
+        }
         if limits.rate_limit_per_second == 0 || limits.rate_limit_burst == 0 {
             bail!("invalid RATE_LIMIT_PER_SECOND/RATE_LIMIT_BURST: must be positive");
         }
@@ -264,6 +296,11 @@ impl Settings {
             ttl_progress: secs(src, "CACHE_TTL_PROGRESS_SECS", 300)?,
             ttl_history: secs(src, "CACHE_TTL_HISTORY_SECS", 600)?,
             ttl_dashboard: secs(src, "CACHE_TTL_DASHBOARD_SECS", 60)?,
+            degraded_ttl: secs(src, "CACHE_DEGRADED_TTL_SECS", 5)?,
+            key_prefix: src
+                .get("CACHE_KEY_PREFIX")
+                .unwrap_or_else(|| "kairos:".into()),
+            redis_pool_size: parse_or(src, "REDIS_POOL_SIZE", 4usize)?.max(1),
         };
 
         let activity_retention_days = parse_or(src, "ACTIVITY_RETENTION_DAYS", 365u32)?;
@@ -321,6 +358,25 @@ mod tests {
         assert!(err.to_string().contains("BIND_ADDR"), "{err}");
         let err = Settings::from_source(&[("MONGODB_URI", "postgres://x")]).unwrap_err();
         assert!(err.to_string().contains("MONGODB_URI"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_and_the_request_timeout_are_validated() {
+        let s = Settings::from_source(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.example.org/, http://localhost:5173",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.limits.cors_allowed_origins,
+            ["https://app.example.org", "http://localhost:5173"]
+        );
+        assert_eq!(s.limits.request_timeout, Duration::from_secs(30));
+        let err =
+            Settings::from_source(&[("CORS_ALLOWED_ORIGINS", "app.example.org")]).unwrap_err();
+        assert!(err.to_string().contains("CORS_ALLOWED_ORIGINS"), "{err}");
+        let err = Settings::from_source(&[("REQUEST_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("REQUEST_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Kairos: the GraphQL backend of a learning platform.
 //!
-//! A request goes `app` (router, middleware) → `graphql::http` (viewer from
+//! A request goes `app` (router) wrapped in `http` (request ids, CORS,
+//! compression, request log and metrics, panic catching, timeout, rate
+//! limits) → `graphql::http` (viewer from
 //! the token, per-request DataLoaders) → the schema in `graphql`, whose
 //! roots are merged from one part per domain:
 //!
@@ -15,11 +17,13 @@
 
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
+pub mod http;
 pub mod learners;
 pub mod notifications;
 pub mod seed;

@@ -6,8 +6,8 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::{
     catalogue::{Level, Module},
-    error::{GqlResult, not_implemented},
-    graphql::{pagination::UserConnection, require_admin},
+    error::{ApiError, GqlResult, not_implemented},
+    graphql::{app, pagination::UserConnection, require_admin},
     learners::Role,
 };
 
@@ -45,6 +45,7 @@ impl AdminDashboard {
         Err(not_implemented())
     }
     /// Published modules with the most learners started, best first.
+    #[graphql(complexity = "crate::graphql::page_cost(limit, child_complexity)")]
     async fn top_modules(
         &self,
         #[graphql(default = 5)] limit: Option<i32>,
@@ -66,6 +67,10 @@ pub struct CacheStats {
     /// hits / (hits + misses), 0 when there were none.
     hit_rate: f64,
     memory_entries: i64,
+    /// The Redis circuit breaker: "CLOSED" (Redis used) or "OPEN".
+    breaker: String,
+    /// Redis calls that failed or timed out (each answered from memory).
+    errors: i64,
 }
 
 #[derive(InputObject)]
@@ -111,6 +116,7 @@ impl AdminQuery {
 
     /// Admin only. `search` matches email or username prefix,
     /// case-insensitively.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -127,7 +133,18 @@ impl AdminQuery {
     /// Admin only.
     async fn cache_stats(&self, ctx: &Context<'_>) -> GqlResult<CacheStats> {
         require_admin(ctx)?;
-        Err(not_implemented())
+        let r = app(ctx).cache.report().await;
+        Ok(CacheStats {
+            backend: r.backend.to_string(),
+            redis_configured: r.redis_configured,
+            redis_available: r.redis_available,
+            hits: r.hits as i64,
+            misses: r.misses as i64,
+            hit_rate: r.hit_rate,
+            memory_entries: r.memory_entries as i64,
+            breaker: format!("{:?}", r.breaker).to_uppercase(),
+            errors: r.errors as i64,
+        })
     }
 }
 
@@ -165,7 +182,9 @@ impl AdminMutation {
     /// (all when null); returns how many were dropped.
     async fn clear_cache(&self, ctx: &Context<'_>, prefix: Option<String>) -> GqlResult<i64> {
         require_admin(ctx)?;
-        let _ = prefix;
-        Err(not_implemented())
+        if prefix.as_ref().is_some_and(|p| p.len() > 200) {
+            return Err(ApiError::bad_input("`prefix` may be at most 200 characters").into());
+        }
+        Ok(app(ctx).cache.clear(prefix.as_deref()).await as i64)
     }
 }

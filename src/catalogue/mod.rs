@@ -12,6 +12,7 @@ pub use model::{Level, ModuleDoc};
 use repo::{ModuleFilter, ModuleKey, ModuleRef};
 
 use crate::{
+    cache::{Scope, TtlClass, digest},
     error::{ApiError, GqlResult},
     graphql::{
         app, is_admin,
@@ -100,6 +101,7 @@ impl CatalogueQuery {
     /// (position, id). `search` matches title, summary and tags,
     /// case-insensitively.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn modules(
         &self,
         ctx: &Context<'_>,
@@ -116,8 +118,13 @@ impl CatalogueQuery {
         let after: Option<ModuleKey> = after.map(|c| app.cursors.decode(&scope, &c)).transpose()?;
         let with_total = crate::graphql::selects(ctx, "totalCount");
         let text = app.text_search.load(Ordering::Relaxed);
-        let (items, total) =
-            repo::list(&app.db, &filter, text, after.as_ref(), limit, with_total).await?;
+        let key = digest(&(&scope, &after, limit, with_total, text));
+        let (items, total) = app
+            .cache
+            .get_or_compute(TtlClass::Modules, &key, &[Scope::Catalogue], || {
+                repo::list(&app.db, &filter, text, after.as_ref(), limit, with_total)
+            })
+            .await?;
         let items: Vec<Module> = items.into_iter().map(Module::from).collect();
         Ok(ModuleConnection::from_page(
             page(&app.cursors, &scope, items, limit, |m: &Module| {
@@ -145,7 +152,16 @@ impl CatalogueQuery {
         };
         let app = app(ctx);
         let with_content = crate::graphql::selects(ctx, "content");
-        let found = repo::find_one(&app.db, &by, with_content).await?;
+        let key = match &by {
+            ModuleRef::Id(id) => format!("detail:id:{}:{with_content}", id.to_hex()),
+            ModuleRef::Slug(slug) => format!("detail:slug:{}:{with_content}", digest(slug)),
+        };
+        let found = app
+            .cache
+            .get_or_compute(TtlClass::Modules, &key, &[Scope::Catalogue], || {
+                repo::find_one(&app.db, &by, with_content)
+            })
+            .await?;
         match found {
             Some(m) if m.published || is_admin(ctx) => Ok(Some(Module::from(m))),
             _ => Err(ApiError::NotFound("no such module".into()).into()),

@@ -19,6 +19,10 @@ use crate::{
     app::AppState,
     catalogue::loaders::{ContentLoader, ModuleLoader},
     error::Code,
+    http::{
+        Outcome,
+        client::{ClientAddr, Peer, client_ip},
+    },
     learners::{Viewer, loaders::ProgressLoader},
 };
 
@@ -40,6 +44,10 @@ pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    resp.extensions_mut().insert(Outcome {
+        operation: String::new(),
+        codes: vec![code.as_str()],
+    });
     resp
 }
 
@@ -93,6 +101,7 @@ fn viewer_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Viewer>, Box<
 async fn execute(
     http: &HttpState,
     headers: &HeaderMap,
+    peer: Peer,
     request: async_graphql::Request,
 ) -> Response {
     let viewer = match viewer_of(&http.app, headers) {
@@ -117,8 +126,32 @@ async fn execute(
             tokio::spawn,
         ));
     }
+    if let Some(ip) = client_ip(headers, peer.0, app.settings.limits.trust_proxy) {
+        request = request.data(ClientAddr(ip));
+    }
+    let operation = operation_name(&request);
     let response = http.schema.execute(request).await;
-    shape(response, wants_graphql_response(headers))
+    let mut resp = shape(response, wants_graphql_response(headers));
+    if let Some(outcome) = resp.extensions_mut().get_mut::<Outcome>() {
+        outcome.operation = operation;
+    }
+    resp
+}
+
+/// The name of the operation a request runs, for logs and metrics: the
+/// `operationName` it gives, else the name of its only operation.
+fn operation_name(request: &async_graphql::Request) -> String {
+    if let Some(name) = &request.operation_name {
+        return name.clone();
+    }
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return String::new();
+    };
+    doc.operations
+        .iter()
+        .next()
+        .and_then(|(name, _)| name.map(|n| n.to_string()))
+        .unwrap_or_default()
 }
 
 /// Serializes a GraphQL response: every error gets a code (errors raised by
@@ -127,6 +160,7 @@ async fn execute(
 fn shape(response: async_graphql::Response, graphql_media: bool) -> Response {
     let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
     let mut request_error = false;
+    let mut codes = Vec::new();
     if let Some(errors) = body.get_mut("errors").and_then(Value::as_array_mut) {
         request_error = response.data == async_graphql::Value::Null
             && errors.iter().all(|e| e.get("path").is_none());
@@ -135,8 +169,10 @@ fn shape(response: async_graphql::Response, graphql_media: bool) -> Response {
                 .as_object_mut()
                 .map(|o| o.entry("extensions").or_insert_with(|| json!({})));
             if let Some(Value::Object(ext)) = ext {
-                ext.entry("code")
+                let code = ext
+                    .entry("code")
                     .or_insert_with(|| json!(Code::BadUserInput.as_str()));
+                codes.push(public_code(code.as_str().unwrap_or_default()));
             }
         }
     }
@@ -156,12 +192,36 @@ fn shape(response: async_graphql::Response, graphql_media: bool) -> Response {
     let mut resp = (status, bytes).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    resp.extensions_mut().insert(Outcome {
+        operation: String::new(),
+        codes,
+    });
     resp
+}
+
+/// The public code named `code`, as a static label (INTERNAL for anything
+/// unknown, which would be a bug worth seeing in the metrics).
+fn public_code(code: &str) -> &'static str {
+    [
+        Code::Unauthenticated,
+        Code::Forbidden,
+        Code::BadUserInput,
+        Code::NotFound,
+        Code::Conflict,
+        Code::RateLimited,
+        Code::Unavailable,
+        Code::Internal,
+    ]
+    .into_iter()
+    .map(Code::as_str)
+    .find(|c| *c == code)
+    .unwrap_or(Code::Internal.as_str())
 }
 
 /// `POST /graphql`: a JSON body `{query, variables?, operationName?}`.
 pub async fn post_graphql(
     State(http): State<HttpState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -207,12 +267,13 @@ pub async fn post_graphql(
             );
         }
     };
-    execute(&http, &headers, request).await
+    execute(&http, &headers, peer, request).await
 }
 
 /// `GET /graphql`: GraphiQL for a browser, else a query from the URL.
 pub async fn get_graphql(
     State(http): State<HttpState>,
+    peer: Peer,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -238,7 +299,7 @@ pub async fn get_graphql(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&http, &headers, request).await
+    execute(&http, &headers, peer, request).await
 }
 
 /// Whether the operation a request selects is a mutation (an unparsable

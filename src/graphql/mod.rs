@@ -2,6 +2,7 @@
 //! the limits, and the helpers resolvers use to reach per-request data.
 
 pub mod http;
+pub mod limits;
 pub mod pagination;
 pub mod scalars;
 
@@ -32,6 +33,9 @@ pub struct Mutation(
 
 pub type KairosSchema = Schema<Query, Mutation, EmptySubscription>;
 
+/// Directives allowed on one field.
+const MAX_DIRECTIVES_PER_FIELD: usize = 4;
+
 /// Builds the schema with its limits. The app state is schema data (one
 /// per process); the viewer and DataLoaders are added to each request.
 pub fn build_schema(state: AppState) -> KairosSchema {
@@ -39,11 +43,32 @@ pub fn build_schema(state: AppState) -> KairosSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(limits.query_depth)
         .limit_complexity(limits.query_complexity)
+        // The contract's directives (`@skip`, `@include`) make sense once
+        // per field; thousands on one field are only work for the server.
+        .limit_directives(MAX_DIRECTIVES_PER_FIELD)
+        .extension(self::limits::FieldCount {
+            max: limits.query_complexity,
+        })
         .data(state.clone());
     if !state.settings.introspection {
         builder = builder.disable_introspection();
     }
     builder.finish()
+}
+
+/// The complexity of a list field: its selection once per item asked for,
+/// plus one for the field. `first` is clamped to the page range (a larger
+/// value is refused by the resolver anyway), which also keeps the sum far
+/// from overflowing. Without this, `modules(first: 100)` would cost as much
+/// as `modules(first: 1)` and aliases of full pages would pass the limit.
+pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let items = first
+        .unwrap_or(pagination::DEFAULT_PAGE)
+        .clamp(0, pagination::MAX_PAGE) as usize;
+    items
+        .max(1)
+        .saturating_mul(child_complexity)
+        .saturating_add(1)
 }
 
 /// The schema without state, for exporting the SDL.

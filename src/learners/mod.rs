@@ -15,6 +15,7 @@ use model::{ActivityDoc, ProgressDoc, UserDoc};
 pub use model::{ActivityKind, ProgressStatus, Role};
 
 use crate::{
+    cache::{Scope, TtlClass, digest},
     catalogue::{Module, loaders::ModuleLoader},
     error::{ApiError, GqlResult},
     graphql::{
@@ -234,6 +235,15 @@ fn subject(ctx: &Context<'_>, user_id: Option<ID>) -> GqlResult<ObjectId> {
     }
 }
 
+/// Drops what a progress write makes stale: the learner's stats, progress
+/// and history, and the dashboard.
+async fn invalidate_learner(ctx: &Context<'_>, user_id: ObjectId) {
+    app(ctx)
+        .cache
+        .invalidate(&[Scope::Learner(user_id), Scope::Dashboard])
+        .await;
+}
+
 fn token_payload(ctx: &Context<'_>, user: UserDoc) -> GqlResult<AuthPayload> {
     let (token, expires) = app(ctx).tokens.issue(Viewer {
         user_id: user.id,
@@ -288,6 +298,7 @@ impl LearnerQuery {
     }
 
     /// The signed-in learner's progress, most recently updated first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn my_progress(
         &self,
         ctx: &Context<'_>,
@@ -307,15 +318,29 @@ impl LearnerQuery {
         let after: Option<progress::ProgressKey> =
             after.map(|c| app.cursors.decode(&scope, &c)).transpose()?;
         let with_total = selects(ctx, "totalCount");
-        let (items, total) = progress::list(
-            &app.db,
-            viewer.user_id,
-            status,
-            after.as_ref(),
-            limit,
-            with_total,
-        )
-        .await?;
+        let key = format!(
+            "{}:{}",
+            viewer.user_id.to_hex(),
+            digest(&(status.map(|s| s.as_str()), &after, limit, with_total))
+        );
+        let (items, total) = app
+            .cache
+            .get_or_compute(
+                TtlClass::Progress,
+                &key,
+                &[Scope::Learner(viewer.user_id)],
+                || {
+                    progress::list(
+                        &app.db,
+                        viewer.user_id,
+                        status,
+                        after.as_ref(),
+                        limit,
+                        with_total,
+                    )
+                },
+            )
+            .await?;
         let items: Vec<Progress> = items.into_iter().map(Progress).collect();
         Ok(ProgressConnection::from_page(
             page(&app.cursors, &scope, items, limit, |p: &Progress| {
@@ -332,7 +357,17 @@ impl LearnerQuery {
         user_id: Option<ID>,
     ) -> GqlResult<ProgressStats> {
         let subject = subject(ctx, user_id)?;
-        match stats::compute(&app(ctx).db, subject).await? {
+        let app = app(ctx);
+        let computed = app
+            .cache
+            .get_or_compute(
+                TtlClass::Stats,
+                &subject.to_hex(),
+                &[Scope::Learner(subject), Scope::Catalogue],
+                || stats::compute(&app.db, subject),
+            )
+            .await?;
+        match computed {
             Some(s) => Ok(ProgressStats(s)),
             None => Err(stats::unknown_user().into()),
         }
@@ -340,6 +375,7 @@ impl LearnerQuery {
 
     /// The signed-in learner's activity, newest first; an admin may pass
     /// another userId.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -357,7 +393,13 @@ impl LearnerQuery {
         if subject != own && users::find_by_id(&app.db, subject).await?.is_none() {
             return Err(stats::unknown_user().into());
         }
-        let items = progress::history(&app.db, subject, after.as_ref(), limit).await?;
+        let key = format!("{}:{}", subject.to_hex(), digest(&(&after, limit)));
+        let items = app
+            .cache
+            .get_or_compute(TtlClass::History, &key, &[Scope::Learner(subject)], || {
+                progress::history(&app.db, subject, after.as_ref(), limit)
+            })
+            .await?;
         let items: Vec<ActivityEntry> = items.into_iter().map(ActivityEntry).collect();
         Ok(ActivityConnection::from_page(page(
             &app.cursors,
@@ -378,6 +420,7 @@ impl AuthMutation {
     /// New users are LEARNERs. Duplicate email or username
     /// (case-insensitive) is CONFLICT.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> GqlResult<AuthPayload> {
+        crate::http::ratelimit::check_auth_attempt(ctx)?;
         let email = auth::validate_email(&input.email)?;
         let username = auth::validate_username(&input.username)?;
         auth::validate_password(&input.password)?;
@@ -400,6 +443,7 @@ impl AuthMutation {
     /// Wrong login or password is UNAUTHENTICATED with the same message
     /// for both cases.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> GqlResult<AuthPayload> {
+        crate::http::ratelimit::check_auth_attempt(ctx)?;
         let wrong = || ApiError::Unauthenticated("wrong login or password".into());
         if input.login.len() > 254 || input.password.chars().count() > 1024 {
             return Err(wrong().into());
@@ -431,9 +475,9 @@ impl ProgressMutation {
         if !progress::module_is_published(db, module_id).await? {
             return Err(ApiError::NotFound("no such module".into()).into());
         }
-        Ok(Progress(
-            progress::start(db, viewer.user_id, module_id).await?,
-        ))
+        let started = progress::start(db, viewer.user_id, module_id).await;
+        invalidate_learner(ctx, viewer.user_id).await;
+        Ok(Progress(started?))
     }
 
     /// Starts the module if needed, adds the time, keeps the best score,
@@ -455,8 +499,9 @@ impl ProgressMutation {
         if !progress::module_is_published(db, module_id).await? {
             return Err(ApiError::NotFound("no such module".into()).into());
         }
-        Ok(Progress(
-            progress::record(db, viewer.user_id, report).await?,
-        ))
+        let recorded = progress::record(db, viewer.user_id, report).await;
+        // Also after a failure: part of the write may have landed.
+        invalidate_learner(ctx, viewer.user_id).await;
+        Ok(Progress(recorded?))
     }
 }

@@ -1,12 +1,20 @@
 //! A learner's statistics in ONE aggregation command.
 //!
-//! The pipeline starts with an indexed `$match` on the learner's progress,
-//! joins each entry to its module by `_id`, groups by category, and adds the
-//! published catalogue per category, the learner's activity days and the
-//! learner's own existence through `$unionWith` (each branch index-backed:
-//! `published_category_position_id`, `user_at`, `_id`). Its cost follows the
-//! learner's own data and the catalogue, never the number of users. The
-//! rows are combined in [`assemble`], a pure function.
+//! The pipeline runs on `users` and starts with an indexed `$match` on the
+//! learner's `_id` (so an unknown learner is simply no result). Three
+//! `$lookup` stages then join by indexed equality (`localField` /
+//! `foreignField`, the form both MongoDB and the surrogate serve from an
+//! index, unlike `$unionWith` or correlated sub-pipelines):
+//! - `progress` by `user_id` (index `user_updated`), each entry joined to
+//!   its module by `_id` and projected to `published` and `category`, then
+//!   grouped by category;
+//! - `activity` by `user_id` (index `user_at`), grouped by UTC day;
+//! - the published catalogue grouped by category (uncorrelated: MongoDB
+//!   runs it once; index `published_category_position_id`).
+//!
+//! The result is one small document whose size follows the learner's own
+//! data and the catalogue, never the number of users. [`assemble`], a pure
+//! function, turns it into the figures.
 
 use std::collections::BTreeMap;
 
@@ -46,73 +54,99 @@ pub struct Stats {
     pub by_category: Vec<CategoryStats>,
 }
 
-/// One row of the pipeline's output, tagged by its branch.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Row {
-    /// The learner's progress on the published modules of one category.
-    Progress {
-        category: String,
-        in_progress: i64,
-        completed: i64,
-        time: i64,
-        score_sum: f64,
-        score_count: i64,
-    },
-    /// Published modules of one category.
-    Catalogue { category: String, total: i64 },
-    /// One UTC day with activity, and the newest entry of that day.
-    Day { day: String, last: bson::DateTime },
-    /// The learner exists.
-    User,
+/// The learner's progress on the published modules of one category.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ProgressRow {
+    #[serde(rename = "_id")]
+    pub category: String,
+    pub in_progress: i64,
+    pub completed: i64,
+    pub time: i64,
+    pub score_sum: f64,
+    pub score_count: i64,
 }
 
-/// The single pipeline, run on `progress`.
+/// One UTC day with activity, and the newest entry of that day.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct DayRow {
+    #[serde(rename = "_id")]
+    pub day: String,
+    pub last: bson::DateTime,
+}
+
+/// Published modules of one category.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct CatalogueRow {
+    #[serde(rename = "_id")]
+    pub category: String,
+    pub total: i64,
+}
+
+/// The one document the pipeline returns.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Raw {
+    #[serde(default)]
+    pub progress: Vec<ProgressRow>,
+    #[serde(default)]
+    pub days: Vec<DayRow>,
+    #[serde(default)]
+    pub catalogue: Vec<CatalogueRow>,
+}
+
+/// The single pipeline, run on `users`.
 pub fn pipeline(user_id: ObjectId) -> Vec<Document> {
     let count_if = |cond: Document| doc! { "$sum": { "$cond": [cond, 1, 0] } };
     vec![
-        doc! { "$match": { "user_id": user_id } },
-        doc! { "$project": { "_id": 0, "module_id": 1, "status": 1, "score": 1, "time_spent_seconds": 1 } },
+        doc! { "$match": { "_id": user_id } },
+        doc! { "$project": { "_id": 1 } },
+        doc! { "$lookup": {
+            "from": names::PROGRESS,
+            "localField": "_id",
+            "foreignField": "user_id",
+            "as": "progress",
+            "pipeline": [
+                { "$project": { "_id": 0, "module_id": 1, "status": 1, "score": 1, "time_spent_seconds": 1 } },
+                { "$lookup": {
+                    "from": names::MODULES,
+                    "localField": "module_id",
+                    "foreignField": "_id",
+                    // Only what the grouping needs: never the module's content.
+                    "pipeline": [ { "$project": { "_id": 0, "published": 1, "category": 1 } } ],
+                    "as": "m",
+                } },
+                { "$unwind": "$m" },
+                { "$match": { "m.published": true } },
+                { "$group": {
+                    "_id": "$m.category",
+                    "in_progress": count_if(doc! { "$eq": ["$status", "in_progress"] }),
+                    "completed": count_if(doc! { "$eq": ["$status", "completed"] }),
+                    "time": { "$sum": "$time_spent_seconds" },
+                    "score_sum": { "$sum": "$score" },
+                    "score_count": count_if(doc! { "$isNumber": "$score" }),
+                } },
+                { "$set": { "score_sum": { "$toDouble": "$score_sum" }, "time": { "$toLong": "$time" } } },
+            ],
+        } },
+        doc! { "$lookup": {
+            "from": names::ACTIVITY,
+            "localField": "_id",
+            "foreignField": "user_id",
+            "as": "days",
+            "pipeline": [
+                { "$group": {
+                    "_id": { "$dateToString": { "format": "%Y-%m-%d", "date": "$at", "timezone": "UTC" } },
+                    "last": { "$max": "$at" },
+                } },
+            ],
+        } },
         doc! { "$lookup": {
             "from": names::MODULES,
-            "localField": "module_id",
-            "foreignField": "_id",
-            // Only what the grouping needs: never the module's content.
-            "pipeline": [ { "$project": { "_id": 0, "published": 1, "category": 1 } } ],
-            "as": "m",
+            "as": "catalogue",
+            "pipeline": [
+                { "$match": { "published": true } },
+                { "$group": { "_id": "$category", "total": { "$sum": 1 } } },
+            ],
         } },
-        doc! { "$unwind": "$m" },
-        doc! { "$match": { "m.published": true } },
-        doc! { "$group": {
-            "_id": "$m.category",
-            "in_progress": count_if(doc! { "$eq": ["$status", "in_progress"] }),
-            "completed": count_if(doc! { "$eq": ["$status", "completed"] }),
-            "time": { "$sum": "$time_spent_seconds" },
-            "score_sum": { "$sum": "$score" },
-            "score_count": count_if(doc! { "$isNumber": "$score" }),
-        } },
-        doc! { "$project": {
-            "_id": 0, "kind": { "$literal": "progress" }, "category": "$_id",
-            "in_progress": 1, "completed": 1, "time": 1,
-            "score_sum": { "$toDouble": "$score_sum" }, "score_count": 1,
-        } },
-        doc! { "$unionWith": { "coll": names::MODULES, "pipeline": [
-            { "$match": { "published": true } },
-            { "$group": { "_id": "$category", "total": { "$sum": 1 } } },
-            { "$project": { "_id": 0, "kind": { "$literal": "catalogue" }, "category": "$_id", "total": 1 } },
-        ] } },
-        doc! { "$unionWith": { "coll": names::ACTIVITY, "pipeline": [
-            { "$match": { "user_id": user_id } },
-            { "$group": {
-                "_id": { "$dateToString": { "format": "%Y-%m-%d", "date": "$at", "timezone": "UTC" } },
-                "last": { "$max": "$at" },
-            } },
-            { "$project": { "_id": 0, "kind": { "$literal": "day" }, "day": "$_id", "last": 1 } },
-        ] } },
-        doc! { "$unionWith": { "coll": names::USERS, "pipeline": [
-            { "$match": { "_id": user_id } },
-            { "$project": { "_id": 0, "kind": { "$literal": "user" } } },
-        ] } },
     ]
 }
 
@@ -121,22 +155,21 @@ pub fn pipeline(user_id: ObjectId) -> Vec<Document> {
 pub async fn compute(db: &Db, user_id: ObjectId) -> ApiResult<Option<Stats>> {
     let cursor = db
         .run(
-            db.raw(names::PROGRESS)
+            db.raw(names::USERS)
                 .aggregate(pipeline(user_id))
                 .max_time(db.op_timeout)
-                .batch_size(10_000)
-                .with_type::<Row>(),
+                .with_type::<Raw>(),
         )
         .await?;
-    let rows: Vec<Row> = db.run(cursor.try_collect()).await?;
-    if !rows.contains(&Row::User) {
-        return Ok(None);
-    }
-    Ok(Some(assemble(rows, Utc::now().date_naive())))
+    let docs: Vec<Raw> = db.run(cursor.try_collect()).await?;
+    Ok(docs
+        .into_iter()
+        .next()
+        .map(|raw| assemble(raw, Utc::now().date_naive())))
 }
 
-/// Combines the rows of [`pipeline`] into the statistics, as of `today`.
-pub fn assemble(rows: Vec<Row>, today: NaiveDate) -> Stats {
+/// Combines the pipeline's document into the statistics, as of `today`.
+pub fn assemble(raw: Raw, today: NaiveDate) -> Stats {
     #[derive(Default)]
     struct Acc {
         total: i64,
@@ -147,44 +180,26 @@ pub fn assemble(rows: Vec<Row>, today: NaiveDate) -> Stats {
         score_count: i64,
     }
     let mut categories: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut days: Vec<NaiveDate> = Vec::new();
-    let mut last_activity: Option<bson::DateTime> = None;
-    let mut progress_rows = Vec::new();
-    for row in rows {
-        match row {
-            Row::Catalogue { category, total } => {
-                categories.entry(category).or_default().total += total
-            }
-            Row::Day { day, last } => {
-                if let Ok(d) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
-                    days.push(d);
-                }
-                last_activity = Some(last_activity.map_or(last, |l| l.max(last)));
-            }
-            p @ Row::Progress { .. } => progress_rows.push(p),
-            Row::User => {}
-        }
+    for c in raw.catalogue {
+        categories.entry(c.category).or_default().total += c.total;
     }
     // Progress counts only for categories of the published catalogue (the
     // pipeline already joined on published modules, so these always match).
-    for row in progress_rows {
-        if let Row::Progress {
-            category,
-            in_progress,
-            completed,
-            time,
-            score_sum,
-            score_count,
-        } = row
-            && let Some(acc) = categories.get_mut(&category)
-        {
-            acc.in_progress += in_progress;
-            acc.completed += completed;
-            acc.time += time;
-            acc.score_sum += score_sum;
-            acc.score_count += score_count;
+    for p in raw.progress {
+        if let Some(acc) = categories.get_mut(&p.category) {
+            acc.in_progress += p.in_progress;
+            acc.completed += p.completed;
+            acc.time += p.time;
+            acc.score_sum += p.score_sum;
+            acc.score_count += p.score_count;
         }
     }
+    let last_activity = raw.days.iter().map(|d| d.last).max();
+    let days: Vec<NaiveDate> = raw
+        .days
+        .iter()
+        .filter_map(|d| NaiveDate::parse_from_str(&d.day, "%Y-%m-%d").ok())
+        .collect();
     let mean = |sum: f64, n: i64| (n > 0).then(|| sum / n as f64);
     let (mut total, mut in_progress, mut completed, mut time, mut score_sum, mut score_count) =
         (0, 0, 0, 0, 0.0, 0);
@@ -297,30 +312,31 @@ mod tests {
 
     #[test]
     fn rows_combine_into_stats_sorted_by_category() {
-        let rows = vec![
-            Row::Catalogue {
-                category: "rust".into(),
-                total: 3,
-            },
-            Row::Catalogue {
-                category: "go".into(),
-                total: 1,
-            },
-            Row::Progress {
+        let raw = Raw {
+            catalogue: vec![
+                CatalogueRow {
+                    category: "rust".into(),
+                    total: 3,
+                },
+                CatalogueRow {
+                    category: "go".into(),
+                    total: 1,
+                },
+            ],
+            progress: vec![ProgressRow {
                 category: "rust".into(),
                 in_progress: 1,
                 completed: 1,
                 time: 100,
                 score_sum: 150.0,
                 score_count: 2,
-            },
-            Row::Day {
+            }],
+            days: vec![DayRow {
                 day: "2026-11-21".into(),
                 last: bson::DateTime::from_millis(1_000),
-            },
-            Row::User,
-        ];
-        let s = assemble(rows, d("2026-11-21"));
+            }],
+        };
+        let s = assemble(raw, d("2026-11-21"));
         assert_eq!(s.modules_total, 4);
         assert_eq!(s.modules_started, 2);
         assert_eq!(s.modules_completed, 1);
@@ -334,7 +350,7 @@ mod tests {
 
     #[test]
     fn an_empty_catalogue_has_a_zero_completion_rate() {
-        let s = assemble(vec![Row::User], d("2026-11-21"));
+        let s = assemble(Raw::default(), d("2026-11-21"));
         assert_eq!(
             (s.modules_total, s.completion_rate, s.average_score),
             (0, 0.0, None)

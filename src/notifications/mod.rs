@@ -55,6 +55,7 @@ pub struct NotificationQuery;
 #[Object]
 impl NotificationQuery {
     /// Newest first.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
     async fn notifications(
         &self,
         #[graphql(default = 20)] first: Option<i32>,

@@ -1,8 +1,10 @@
 //! One integration-test binary: every test drives the HTTP endpoint of a
 //! real service spawned on port 0 against the surrogate database.
 
+mod cache;
 mod catalogue;
 mod helpers;
 mod indexes;
 mod learners;
+mod protection;
 mod schema;

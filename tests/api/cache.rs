@@ -1,0 +1,522 @@
+//! The cache against a real redis-server: hits, freshness after writes,
+//! coherence across instances, and Redis dying, returning and hanging.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bson::{doc, oid::ObjectId};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, module, spawn_app_with};
+
+/// A redis-server of the test's own, on a free port.
+pub struct RedisProc {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisProc {
+    pub async fn start() -> Self {
+        let mut r = RedisProc {
+            port: free_port(),
+            child: None,
+        };
+        r.restart().await;
+        r
+    }
+
+    pub async fn restart(&mut self) {
+        let bin = std::env::var("KAIROS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (install it, or run scripts/test)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+const STATS: &str = "{ progressStats { totalTimeSeconds modulesStarted } }";
+const RECORD: &str =
+    "mutation($i: ProgressInput!) { recordProgress(input: $i) { timeSpentSeconds } }";
+const CACHE_STATS: &str = "{ cacheStats { backend redisConfigured redisAvailable hits misses hitRate memoryEntries breaker } }";
+
+async fn cache_stats(app: &TestApp, admin: &str) -> Value {
+    app.ok(CACHE_STATS, json!({}), Some(admin)).await["cacheStats"].clone()
+}
+
+/// Waits until the instance reports `backend` (the breaker's probe runs
+/// every 50 ms with a back-off of at most 15 s).
+async fn wait_backend(app: &TestApp, admin: &str, backend: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if cache_stats(app, admin).await["backend"] == backend {
+            return;
+        }
+        assert!(Instant::now() < deadline, "backend never became {backend}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn redis_settings<'a>(url: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("REDIS_URL", url),
+        ("CACHE_KEY_PREFIX", prefix),
+        ("REDIS_TIMEOUT_MS", "50"),
+    ]
+}
+
+fn unique_prefix() -> String {
+    format!("kt{}:", ObjectId::new().to_hex())
+}
+
+async fn record(app: &TestApp, token: &str, module: &ObjectId, secs: i64) {
+    app.ok(
+        RECORD,
+        json!({ "i": { "moduleId": module.to_hex(), "timeSpentSeconds": secs } }),
+        Some(token),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_read_is_served_by_redis_without_touching_the_database() {
+    let redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let app = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let admin = app.admin_token().await;
+    wait_backend(&app, &admin, "redis").await;
+    let ids = app.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = app.register("cached").await;
+    record(&app, &token, &ids[0], 30).await;
+
+    let first = app.ok(STATS, json!({}), Some(&token)).await;
+    let before = app.db.commands.total();
+    let second = app.ok(STATS, json!({}), Some(&token)).await;
+    assert_eq!(
+        app.db.commands.total(),
+        before,
+        "a hit costs no database command"
+    );
+    assert_eq!(first, second);
+    let modules = "{ modules { totalCount nodes { slug } } }";
+    app.ok(modules, json!({}), None).await;
+    let before = app.db.commands.total();
+    app.ok(modules, json!({}), None).await;
+    assert_eq!(app.db.commands.total(), before);
+
+    let stats = cache_stats(&app, &admin).await;
+    assert_eq!(stats["backend"], "redis");
+    assert!(stats["hits"].as_i64().unwrap() >= 2, "{stats}");
+    assert!(stats["hitRate"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn reads_are_fresh_after_every_progress_write() {
+    let redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let app = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let admin = app.admin_token().await;
+    wait_backend(&app, &admin, "redis").await;
+    let ids = app
+        .insert_modules(vec![module("a", 1, doc! {}), module("b", 2, doc! {})])
+        .await;
+    let (token, _) = app.register("fresh").await;
+    let q = "{ progressStats { totalTimeSeconds modulesStarted } myProgress { totalCount } history { nodes { kind } } }";
+
+    let empty = app.ok(q, json!({}), Some(&token)).await;
+    assert_eq!(empty["progressStats"]["modulesStarted"], 0);
+    app.ok(
+        "mutation($m: ID!) { startModule(moduleId: $m) { status } }",
+        json!({ "m": ids[1].to_hex() }),
+        Some(&token),
+    )
+    .await;
+    let started = app.ok(q, json!({}), Some(&token)).await;
+    assert_eq!(started["progressStats"]["modulesStarted"], 1);
+    assert_eq!(started["myProgress"]["totalCount"], 1);
+    assert_eq!(started["history"]["nodes"].as_array().unwrap().len(), 1);
+    for (i, secs) in [10, 20, 30].into_iter().enumerate() {
+        record(&app, &token, &ids[0], secs).await;
+        let after = app.ok(q, json!({}), Some(&token)).await;
+        let expected: i64 = [10, 20, 30][..=i].iter().sum();
+        assert_eq!(after["progressStats"]["totalTimeSeconds"], expected);
+        assert_eq!(after["myProgress"]["totalCount"], 2);
+        assert_eq!(after["history"]["nodes"].as_array().unwrap().len(), 3 + i);
+    }
+}
+
+#[tokio::test]
+async fn two_instances_sharing_one_redis_stay_coherent() {
+    let redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let a = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let db_name = a.state.settings.mongo.database.clone();
+    let mut settings = redis_settings(&url, &prefix);
+    settings.push(("MONGODB_DB", db_name.as_str()));
+    let b = crate::helpers::spawn_app_with(&settings).await;
+    let admin = a.admin_token().await;
+    wait_backend(&a, &admin, "redis").await;
+    wait_backend(&b, &admin, "redis").await;
+    let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = a.register("shared").await;
+
+    // B caches the stats; A writes; B must not serve its cached value.
+    assert_eq!(
+        b.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        0
+    );
+    assert_eq!(
+        b.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        0
+    );
+    record(&a, &token, &ids[0], 42).await;
+    assert_eq!(
+        b.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        42
+    );
+}
+
+#[tokio::test]
+async fn killing_redis_mid_traffic_costs_no_error_and_a_write_during_the_outage_is_seen_after_it() {
+    let mut redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let a = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let db_name = a.state.settings.mongo.database.clone();
+    let mut settings = redis_settings(&url, &prefix);
+    settings.push(("MONGODB_DB", db_name.as_str()));
+    let b = spawn_app_with(&settings).await;
+    let admin = a.admin_token().await;
+    wait_backend(&a, &admin, "redis").await;
+    wait_backend(&b, &admin, "redis").await;
+    let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = a.register("outage").await;
+    record(&a, &token, &ids[0], 5).await;
+    // B caches the value in Redis before the outage.
+    assert_eq!(
+        b.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        5
+    );
+
+    redis.stop();
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        let body = a.gql(STATS, json!({}), Some(&token)).await;
+        slowest = slowest.max(t.elapsed());
+        assert!(
+            body.get("errors").is_none(),
+            "request {i} during the outage: {body}"
+        );
+    }
+    // Each request waits on Redis for at most REDIS_TIMEOUT_MS; this bound
+    // only catches a hang (the driver's or fred's multi-second defaults).
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest request {slowest:?}"
+    );
+    wait_backend(&a, &admin, "memory").await;
+    // A write during the outage, on A.
+    record(&a, &token, &ids[0], 10).await;
+    assert_eq!(
+        a.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        15
+    );
+
+    redis.restart().await;
+    wait_backend(&a, &admin, "redis").await;
+    wait_backend(&b, &admin, "redis").await;
+    // Redis lost its data here, but it need not have: the epoch bump makes
+    // every pre-outage entry invalid. Either way B must see the write.
+    assert_eq!(
+        b.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        15
+    );
+    assert_eq!(
+        a.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        15
+    );
+}
+
+#[tokio::test]
+async fn pre_outage_entries_kept_by_redis_are_not_served_after_a_write_it_missed() {
+    // Redis keeps running; this instance alone loses it (a black hole in
+    // front of it), writes, and gets it back: its old entry must be dead.
+    let redis = RedisProc::start().await;
+    let proxy = BlackHoleProxy::start(redis.port).await;
+    let (url, prefix) = (proxy.url(), unique_prefix());
+    let app = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let admin = app.admin_token().await;
+    wait_backend(&app, &admin, "redis").await;
+    let ids = app.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = app.register("partition").await;
+    record(&app, &token, &ids[0], 1).await;
+    assert_eq!(
+        app.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        1
+    );
+
+    proxy.set_black_hole(true);
+    let t = Instant::now();
+    record(&app, &token, &ids[0], 2).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a hanging Redis held a write {:?}",
+        t.elapsed()
+    );
+    wait_backend(&app, &admin, "memory").await;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let body = app.gql(STATS, json!({}), Some(&token)).await;
+        assert!(body.get("errors").is_none(), "{body}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(body["data"]["progressStats"]["totalTimeSeconds"], 3);
+    }
+    proxy.set_black_hole(false);
+    wait_backend(&app, &admin, "redis").await;
+    assert_eq!(
+        app.ok(STATS, json!({}), Some(&token)).await["progressStats"]["totalTimeSeconds"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_accepts_but_never_answers_costs_no_error() {
+    // A socket that accepts connections and never replies.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = unique_prefix();
+    let app = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    app.insert_modules(vec![module("m", 1, doc! {})]).await;
+    for _ in 0..10 {
+        let t = Instant::now();
+        let body = app.gql("{ modules { totalCount } }", json!({}), None).await;
+        assert!(body.get("errors").is_none(), "{body}");
+        assert_eq!(body["data"]["modules"]["totalCount"], 1);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    let admin = app.admin_token().await;
+    let stats = cache_stats(&app, &admin).await;
+    assert_eq!(stats["backend"], "memory");
+    assert_eq!(stats["redisConfigured"], true);
+    assert_eq!(stats["redisAvailable"], false);
+    let ready: Value = app
+        .client
+        .get(format!("{}/ready", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["redis"], "down");
+}
+
+#[tokio::test]
+async fn without_redis_the_memory_cache_serves_and_clear_cache_drops_by_prefix() {
+    let app = spawn_app_with(&[]).await;
+    let admin = app.admin_token().await;
+    app.insert_modules(vec![module("m", 1, doc! {})]).await;
+    app.ok("{ modules { totalCount } }", json!({}), None).await;
+    app.ok("{ modules(first: 5) { totalCount } }", json!({}), None)
+        .await;
+    let before = app.db.commands.total();
+    app.ok("{ modules { totalCount } }", json!({}), None).await;
+    assert_eq!(app.db.commands.total(), before);
+    let stats = cache_stats(&app, &admin).await;
+    assert_eq!(
+        (
+            stats["backend"].as_str(),
+            stats["redisConfigured"].as_bool()
+        ),
+        (Some("memory"), Some(false))
+    );
+    assert!(stats["memoryEntries"].as_i64().unwrap() >= 2);
+
+    let dropped = app
+        .ok(
+            "mutation { clearCache(prefix: \"modules:\") }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert!(dropped["clearCache"].as_i64().unwrap() >= 2, "{dropped}");
+    let before = app.db.commands.total();
+    app.ok("{ modules { totalCount } }", json!({}), None).await;
+    assert_eq!(
+        app.db.commands.total(),
+        before + 1,
+        "a miss after clearCache"
+    );
+    // Admin only.
+    let (learner, _) = app.register("nosy").await;
+    let body = app
+        .gql("mutation { clearCache }", json!({}), Some(&learner))
+        .await;
+    assert_eq!(crate::helpers::code(&body), "FORBIDDEN");
+    let body = app.gql(CACHE_STATS, json!({}), None).await;
+    assert_eq!(crate::helpers::code(&body), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn clear_cache_drops_redis_entries_by_prefix() {
+    let redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let app = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let admin = app.admin_token().await;
+    wait_backend(&app, &admin, "redis").await;
+    app.insert_modules(vec![module("m", 1, doc! {})]).await;
+    app.ok("{ modules { totalCount } }", json!({}), None).await;
+    app.ok("{ modules(first: 3) { totalCount } }", json!({}), None)
+        .await;
+    let (token, _) = app.register("clear").await;
+    app.ok(STATS, json!({}), Some(&token)).await;
+    let dropped = app
+        .ok(
+            "mutation { clearCache(prefix: \"modules:\") }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(dropped["clearCache"], 2);
+    let all = app
+        .ok("mutation { clearCache }", json!({}), Some(&admin))
+        .await;
+    assert_eq!(all["clearCache"], 1, "the stats entry");
+    // Glob characters in a prefix match literally.
+    let none = app
+        .ok(
+            "mutation { clearCache(prefix: \"*\") }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(none["clearCache"], 0);
+}
+
+/// A TCP proxy to Redis that can turn into a black hole (accepts, never
+/// forwards), to cut one instance off while Redis keeps its data.
+struct BlackHoleProxy {
+    port: u16,
+    hole: tokio::sync::watch::Sender<bool>,
+}
+
+/// Waits until the watched flag equals `target`.
+async fn wait_until(watch: &mut tokio::sync::watch::Receiver<bool>, target: bool) {
+    loop {
+        let now = *watch.borrow_and_update();
+        if now == target || watch.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl BlackHoleProxy {
+    async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (hole, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let dark = *watch.borrow_and_update();
+                    if dark {
+                        // Hold the socket silently until the hole closes.
+                        wait_until(&mut watch, false).await;
+                        return;
+                    }
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let mut buf_in = vec![0u8; 16 * 1024];
+                    let mut buf_out = vec![0u8; 16 * 1024];
+                    loop {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        tokio::select! {
+                            // Going dark: stop forwarding, keep the socket
+                            // open and silent until the hole closes.
+                            _ = wait_until(&mut watch, true) => {
+                                wait_until(&mut watch, false).await;
+                                return;
+                            }
+                            n = inbound.read(&mut buf_in) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if outbound.write_all(&buf_in[..n]).await.is_err() { return },
+                            },
+                            n = outbound.read(&mut buf_out) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if inbound.write_all(&buf_out[..n]).await.is_err() { return },
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        BlackHoleProxy { port, hole }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn set_black_hole(&self, on: bool) {
+        let _ = self.hole.send(on);
+    }
+}
