@@ -50,6 +50,9 @@ async fn main() -> anyhow::Result<()> {
             ("MONGODB_DB", name.as_str()),
             ("BIND_ADDR", "127.0.0.1:0"),
             ("MONGODB_COMPRESSORS", "none"),
+            ("CACHE_DISABLED", "true"),
+            ("RATE_LIMIT_PER_SECOND", "1000000"),
+            ("RATE_LIMIT_BURST", "1000000"),
         ])?;
         let db = Db::connect(&settings.mongo).await?;
         let opts = SeedOptions {

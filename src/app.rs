@@ -28,6 +28,7 @@ use crate::{
     graphql::{self, KairosSchema, pagination::CursorCodec},
     http::{metrics::Metrics, ratelimit::AuthLimiter},
     learners::auth::TokenService,
+    notifications::jobs::{self, JobSignal},
 };
 
 /// Everything a request may need, built once per process.
@@ -44,6 +45,9 @@ pub struct App {
     pub auth_limiter: AuthLimiter,
     /// Redis-first cache with the memory fallback.
     pub cache: Arc<Cache>,
+    /// Wakes this instance's notification worker when a publish queued a
+    /// fan-out job.
+    pub jobs: Arc<JobSignal>,
 }
 
 /// Cheap-to-clone handle on the one `App`.
@@ -85,6 +89,7 @@ impl Application {
             metrics: Metrics::new(),
             auth_limiter: AuthLimiter::new(settings.limits.auth_rate_limit_per_minute),
             cache: Cache::new(&settings.cache),
+            jobs: Arc::new(JobSignal::default()),
             db,
             settings,
         }));
@@ -115,19 +120,38 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains requests in flight.
+    /// The notification worker (when `WORKER_ENABLED`) runs alongside and
+    /// is stopped with the server: it finishes its round and hands its job
+    /// back, so another instance goes on at once.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "serving");
-        axum::serve(
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = self
+            .state
+            .settings
+            .jobs
+            .worker_enabled
+            .then(|| tokio::spawn(jobs::run_worker(self.state.clone(), stopped)));
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+        let _ = stop.send(true);
+        if let Some(worker) = worker {
+            // A round is one batch; past this the lease covers the rest.
+            let grace = self.state.settings.jobs.lease;
+            if tokio::time::timeout(grace, worker).await.is_err() {
+                tracing::warn!("the notification worker did not stop in time");
+            }
+        }
+        served
     }
 
     /// Serves until SIGINT or SIGTERM.

@@ -36,6 +36,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub cache: CacheSettings,
+    pub jobs: JobSettings,
     /// Serve GraphiQL on `GET /graphql` and `/` for browsers.
     pub graphiql: bool,
     /// Answer introspection queries (`__schema`, `__type`).
@@ -62,6 +63,10 @@ pub struct MongoSettings {
     pub operation_timeout: Duration,
     /// Wire compressors offered to the server, in preference order.
     pub compressors: Vec<String>,
+    /// Where reads that may lag (the admin dashboard) go; `None` is the
+    /// primary. With a replica set, `secondaryPreferred` keeps those heavy
+    /// aggregations off the primary that serves writes.
+    pub lagging_read_preference: Option<mongodb::options::ReadPreference>,
 }
 
 /// Token settings.
@@ -108,6 +113,30 @@ pub struct CacheSettings {
     /// Namespace of every Redis key of this deployment.
     pub key_prefix: String,
     pub redis_pool_size: usize,
+    /// Bypass the cache entirely (benchmarks' uncached baseline, debugging).
+    pub disabled: bool,
+}
+
+/// The background fan-out of notifications: durable jobs in the `jobs`
+/// collection, claimed by a worker in each instance.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Run a worker in this instance (every instance may; each job is
+    /// still done once).
+    pub worker_enabled: bool,
+    /// Notifications inserted per round: large enough to be quick, small
+    /// enough that one round stays far inside the lease.
+    pub batch_size: usize,
+    /// How long a claimed job is reserved for its worker without news from
+    /// it; a crashed worker's job is taken over when this passes.
+    pub lease: Duration,
+    /// How often an idle worker looks for work (a publish on the same
+    /// instance wakes it at once).
+    pub poll: Duration,
+    /// Attempts before a job is given up as failed.
+    pub max_attempts: u32,
+    /// First retry delay; doubled per attempt, capped at five minutes.
+    pub retry_base: Duration,
 }
 
 /// A source of configuration values: the process environment in production,
@@ -162,6 +191,26 @@ fn secs(src: &dyn Source, key: &str, default: u64) -> anyhow::Result<Duration> {
 
 fn millis(src: &dyn Source, key: &str, default: u64) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(parse_or(src, key, default)?))
+}
+
+/// `MONGODB_READ_PREFERENCE` for reads that may lag; `primary` (the
+/// default) means none is set.
+fn read_preference(src: &dyn Source) -> anyhow::Result<Option<mongodb::options::ReadPreference>> {
+    use mongodb::options::ReadPreference;
+    Ok(
+        match src.get("MONGODB_READ_PREFERENCE").as_deref().map(str::trim) {
+            None | Some("primary") => None,
+            Some("primaryPreferred") => Some(ReadPreference::PrimaryPreferred { options: None }),
+            Some("secondary") => Some(ReadPreference::Secondary { options: None }),
+            Some("secondaryPreferred") => {
+                Some(ReadPreference::SecondaryPreferred { options: None })
+            }
+            Some("nearest") => Some(ReadPreference::Nearest { options: None }),
+            Some(other) => bail!(
+                "invalid MONGODB_READ_PREFERENCE={other:?}: expected primary, primaryPreferred, secondary, secondaryPreferred or nearest"
+            ),
+        },
+    )
 }
 
 impl Settings {
@@ -223,6 +272,7 @@ impl Settings {
             server_selection_timeout: millis(src, "MONGODB_SERVER_SELECTION_TIMEOUT_MS", 5_000)?,
             operation_timeout: millis(src, "MONGODB_OPERATION_TIMEOUT_MS", 20_000)?,
             compressors,
+            lagging_read_preference: read_preference(src)?,
         };
         if mongo.min_pool_size > mongo.max_pool_size {
             bail!("invalid MONGODB_MIN_POOL_SIZE: larger than MONGODB_MAX_POOL_SIZE");
@@ -301,7 +351,23 @@ impl Settings {
                 .get("CACHE_KEY_PREFIX")
                 .unwrap_or_else(|| "kairos:".into()),
             redis_pool_size: parse_or(src, "REDIS_POOL_SIZE", 4usize)?.max(1),
+            disabled: parse_bool(src, "CACHE_DISABLED", false)?,
         };
+
+        let jobs = JobSettings {
+            worker_enabled: parse_bool(src, "WORKER_ENABLED", true)?,
+            batch_size: parse_or(src, "NOTIFY_BATCH_SIZE", 2_000usize)?,
+            lease: secs(src, "JOB_LEASE_SECS", 30)?,
+            poll: millis(src, "JOB_POLL_MS", 1_000)?,
+            max_attempts: parse_or(src, "JOB_MAX_ATTEMPTS", 8u32)?,
+            retry_base: millis(src, "JOB_RETRY_BASE_MS", 1_000)?,
+        };
+        if !(1..=10_000).contains(&jobs.batch_size) {
+            bail!("invalid NOTIFY_BATCH_SIZE: must be between 1 and 10000");
+        }
+        if jobs.lease.is_zero() || jobs.poll.is_zero() || jobs.max_attempts == 0 {
+            bail!("invalid JOB_LEASE_SECS/JOB_POLL_MS/JOB_MAX_ATTEMPTS: must be positive");
+        }
 
         let activity_retention_days = parse_or(src, "ACTIVITY_RETENTION_DAYS", 365u32)?;
         if activity_retention_days == 0 {
@@ -316,6 +382,7 @@ impl Settings {
             auth,
             limits,
             cache,
+            jobs,
             graphiql: parse_bool(src, "GRAPHIQL", !production)?,
             introspection: parse_bool(src, "INTROSPECTION", !production)?,
             activity_retention_days,
@@ -348,6 +415,20 @@ mod tests {
         assert_eq!(s.limits.auth_rate_limit_per_minute, 10);
         assert_eq!(s.limits.query_depth, 12);
         assert!(s.graphiql && s.introspection);
+        assert!(s.mongo.lagging_read_preference.is_none());
+        assert_eq!(s.jobs.batch_size, 2_000);
+        assert!(s.jobs.worker_enabled);
+    }
+
+    #[test]
+    fn job_settings_and_the_read_preference_are_validated() {
+        let err = Settings::from_source(&[("NOTIFY_BATCH_SIZE", "0")]).unwrap_err();
+        assert!(err.to_string().contains("NOTIFY_BATCH_SIZE"), "{err}");
+        let err = Settings::from_source(&[("MONGODB_READ_PREFERENCE", "anywhere")]).unwrap_err();
+        assert!(err.to_string().contains("MONGODB_READ_PREFERENCE"), "{err}");
+        let s =
+            Settings::from_source(&[("MONGODB_READ_PREFERENCE", "secondaryPreferred")]).unwrap();
+        assert!(s.mongo.lagging_read_preference.is_some());
     }
 
     #[test]

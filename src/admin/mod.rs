@@ -1,58 +1,172 @@
-//! Admin fields: catalogue writes, the dashboard, users and the cache
-//! controls. Built by the admin and cache issues; the contract is complete
-//! from the start.
+//! Admin fields: catalogue writes (`modules`), the dashboard
+//! (`dashboard`), the user list (`users`), the cache controls and the state
+//! of the notification fan-out jobs. Every field here is admin-only:
+//! UNAUTHENTICATED for anonymous callers, FORBIDDEN for learners.
+
+pub mod dashboard;
+pub mod modules;
+pub mod users;
+
+use std::sync::Arc;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use bson::oid::ObjectId;
 
 use crate::{
-    catalogue::{Level, Module},
-    error::{ApiError, GqlResult, not_implemented},
-    graphql::{app, pagination::UserConnection, require_admin},
-    learners::Role,
+    cache::{Scope, TtlClass},
+    catalogue::{Level, Module, ModuleDoc},
+    error::{ApiError, GqlResult},
+    graphql::{
+        app,
+        pagination::{PageInfo, UserConnection, page, page_size},
+        parse_id, require_admin,
+        scalars::DateTime,
+        selects,
+    },
+    learners::{Role, User},
+    notifications::jobs::{self, JobDoc, JobState},
 };
 
-#[derive(SimpleObject)]
-pub struct ModuleStats {
-    module: Module,
-    learners_started: i64,
-    learners_completed: i64,
-    completion_rate: f64,
-    average_score: Option<f64>,
-    average_time_seconds: Option<f64>,
+/// One published module's figures on the dashboard.
+pub struct ModuleStats(dashboard::ModuleFigures);
+
+#[Object]
+impl ModuleStats {
+    async fn module(&self) -> Module {
+        Module::from(self.0.module.clone())
+    }
+    async fn learners_started(&self) -> i64 {
+        self.0.learners_started
+    }
+    async fn learners_completed(&self) -> i64 {
+        self.0.learners_completed
+    }
+    /// learnersCompleted / learnersStarted.
+    async fn completion_rate(&self) -> f64 {
+        self.0.completion_rate
+    }
+    async fn average_score(&self) -> Option<f64> {
+        self.0.average_score
+    }
+    async fn average_time_seconds(&self) -> Option<f64> {
+        self.0.average_time_seconds
+    }
 }
 
-pub struct AdminDashboard;
+/// The whole school at a glance: one aggregation on a miss, cached for
+/// `CACHE_TTL_DASHBOARD_SECS` and dropped by progress and module writes.
+pub struct AdminDashboard(Arc<dashboard::Figures>);
 
 #[Object]
 impl AdminDashboard {
-    async fn users_total(&self) -> GqlResult<i64> {
-        Err(not_implemented())
+    async fn users_total(&self) -> i64 {
+        self.0.users_total
     }
     /// Users with at least one activity entry in the last 7 days.
-    async fn active_users_last7_days(&self) -> GqlResult<i64> {
-        Err(not_implemented())
+    async fn active_users_last7_days(&self) -> i64 {
+        self.0.active_users_last7_days
     }
-    async fn modules_total(&self) -> GqlResult<i64> {
-        Err(not_implemented())
+    /// Every module, published or not.
+    async fn modules_total(&self) -> i64 {
+        self.0.modules_total
     }
-    async fn modules_published(&self) -> GqlResult<i64> {
-        Err(not_implemented())
+    async fn modules_published(&self) -> i64 {
+        self.0.modules_published
     }
-    async fn completions_total(&self) -> GqlResult<i64> {
-        Err(not_implemented())
+    /// Completions of published modules.
+    async fn completions_total(&self) -> i64 {
+        self.0.completions_total
     }
-    async fn average_score(&self) -> GqlResult<Option<f64>> {
-        Err(not_implemented())
+    /// Mean of the non-null scores on published modules; null if none.
+    async fn average_score(&self) -> Option<f64> {
+        self.0.average_score
     }
-    /// Published modules with the most learners started, best first.
+    /// Published modules with the most learners started, best first
+    /// (`limit` 1–50).
     #[graphql(complexity = "crate::graphql::page_cost(limit, child_complexity)")]
     async fn top_modules(
         &self,
         #[graphql(default = 5)] limit: Option<i32>,
     ) -> GqlResult<Vec<ModuleStats>> {
-        let _ = limit;
-        Err(not_implemented())
+        let limit = limit.unwrap_or(5);
+        if !(1..=dashboard::MAX_TOP).contains(&limit) {
+            return Err(ApiError::bad_input(format!(
+                "`limit` must be between 1 and {}",
+                dashboard::MAX_TOP
+            ))
+            .into());
+        }
+        Ok(self
+            .0
+            .top_modules
+            .iter()
+            .take(limit as usize)
+            .cloned()
+            .map(ModuleStats)
+            .collect())
     }
+}
+
+/// A notification fan-out job, as admins follow it.
+pub struct NotificationJob(JobDoc);
+
+#[Object]
+impl NotificationJob {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_hex())
+    }
+    async fn state(&self) -> JobState {
+        self.0.state
+    }
+    /// The published module (its id stays when the module is deleted).
+    async fn module_id(&self) -> ID {
+        ID(self.0.module_id.to_hex())
+    }
+    async fn message(&self) -> &str {
+        &self.0.message
+    }
+    /// Learners when the fan-out started; null until a worker claimed it.
+    async fn total(&self) -> Option<i64> {
+        self.0.total
+    }
+    /// Learners notified so far.
+    async fn notified(&self) -> i64 {
+        self.0.notified
+    }
+    /// Claims so far; more than one after a retry or a worker's crash.
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    /// Why the last round failed, if it did.
+    async fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
+    }
+    async fn started_at(&self) -> Option<DateTime> {
+        self.0.started_at.map(Into::into)
+    }
+    async fn finished_at(&self) -> Option<DateTime> {
+        self.0.finished_at.map(Into::into)
+    }
+}
+
+/// One job with its cursor.
+#[derive(SimpleObject)]
+pub struct NotificationJobEdge {
+    cursor: String,
+    node: NotificationJob,
+}
+
+/// A page of jobs, newest first.
+#[derive(SimpleObject)]
+pub struct NotificationJobConnection {
+    edges: Vec<NotificationJobEdge>,
+    page_info: PageInfo,
 }
 
 #[derive(SimpleObject)]
@@ -111,7 +225,17 @@ impl AdminQuery {
     /// Admin only.
     async fn admin_dashboard(&self, ctx: &Context<'_>) -> GqlResult<AdminDashboard> {
         require_admin(ctx)?;
-        Ok(AdminDashboard)
+        let app = app(ctx);
+        let figures = app
+            .cache
+            .get_or_compute(
+                TtlClass::Dashboard,
+                "admin",
+                &[Scope::Dashboard, Scope::Catalogue],
+                || dashboard::compute(&app.db, app.settings.mongo.lagging_read_preference.as_ref()),
+            )
+            .await?;
+        Ok(AdminDashboard(Arc::new(figures)))
     }
 
     /// Admin only. `search` matches email or username prefix,
@@ -126,8 +250,52 @@ impl AdminQuery {
         role: Option<Role>,
     ) -> GqlResult<UserConnection> {
         require_admin(ctx)?;
-        let _ = (first, after, search, role);
-        Err(not_implemented())
+        let app = app(ctx);
+        let limit = page_size(first)?;
+        let filter = users::UserFilter::new(search, role)?;
+        let scope = filter.scope();
+        let after: Option<String> = after.map(|c| app.cursors.decode(&scope, &c)).transpose()?;
+        let with_total = selects(ctx, "totalCount");
+        let (items, total) =
+            users::list(&app.db, &filter, after.as_deref(), limit, with_total).await?;
+        let items: Vec<User> = items.into_iter().map(User).collect();
+        Ok(UserConnection::from_page(
+            page(&app.cursors, &scope, items, limit, |u: &User| {
+                u.0.id.to_hex()
+            }),
+            total,
+        ))
+    }
+
+    /// Admin only. The notification fan-out jobs, newest first: state,
+    /// counts and attempts.
+    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    async fn notification_jobs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> GqlResult<NotificationJobConnection> {
+        require_admin(ctx)?;
+        let app = app(ctx);
+        let limit = page_size(first)?;
+        let scope = "[\"notificationJobs\"]";
+        let after: Option<jobs::JobKey> =
+            after.map(|c| app.cursors.decode(scope, &c)).transpose()?;
+        let items = jobs::list(&app.db, after.as_ref(), limit).await?;
+        let p = page(&app.cursors, scope, items, limit, jobs::job_key);
+        Ok(NotificationJobConnection {
+            edges: p
+                .cursors
+                .into_iter()
+                .zip(p.nodes)
+                .map(|(cursor, node)| NotificationJobEdge {
+                    cursor,
+                    node: NotificationJob(node),
+                })
+                .collect(),
+            page_info: p.page_info,
+        })
     }
 
     /// Admin only.
@@ -148,6 +316,24 @@ impl AdminQuery {
     }
 }
 
+/// Drops what a module write makes stale: module lists and details, every
+/// learner's statistics (the catalogue scope) and the dashboard.
+async fn invalidate_catalogue(ctx: &Context<'_>) {
+    app(ctx)
+        .cache
+        .invalidate(&[Scope::Catalogue, Scope::Dashboard])
+        .await;
+}
+
+/// Queues the fan-out of a publish and wakes this instance's worker; the
+/// mutation does not wait for it.
+async fn announce(ctx: &Context<'_>, module: &ModuleDoc) -> GqlResult<()> {
+    let app = app(ctx);
+    jobs::enqueue(&app.db, module.id, &module.title).await?;
+    app.jobs.wake();
+    Ok(())
+}
+
 #[derive(Default)]
 pub struct AdminMutation;
 
@@ -157,10 +343,28 @@ impl AdminMutation {
     /// background.
     async fn create_module(&self, ctx: &Context<'_>, input: ModuleInput) -> GqlResult<Module> {
         require_admin(ctx)?;
-        let _ = input;
-        Err(not_implemented())
+        let new = modules::NewModule::parse(modules::RawModule {
+            slug: input.slug,
+            title: input.title,
+            summary: input.summary,
+            category: input.category,
+            level: input.level,
+            tags: input.tags.unwrap_or_default(),
+            duration_minutes: input.duration_minutes,
+            position: input.position,
+            published: input.published.unwrap_or(false),
+            content: input.content,
+        })?;
+        let created = modules::create(&app(ctx).db, new).await?;
+        invalidate_catalogue(ctx).await;
+        if created.published {
+            announce(ctx, &created).await?;
+        }
+        Ok(Module::from(created))
     }
 
+    /// Admin only. An update that publishes an unpublished module notifies
+    /// every learner in the background.
     async fn update_module(
         &self,
         ctx: &Context<'_>,
@@ -168,14 +372,48 @@ impl AdminMutation {
         input: ModuleUpdateInput,
     ) -> GqlResult<Module> {
         require_admin(ctx)?;
-        let _ = (id, input);
-        Err(not_implemented())
+        let id: ObjectId = parse_id(&id, "id")?;
+        let changes = modules::Changes::parse(modules::RawChanges {
+            slug: input.slug,
+            title: input.title,
+            summary: input.summary,
+            category: input.category,
+            level: input.level,
+            tags: input.tags,
+            duration_minutes: input.duration_minutes,
+            position: input.position,
+            published: input.published,
+            content: input.content,
+        })?;
+        let publishes = changes.publishes;
+        let updated = modules::update(&app(ctx).db, id, changes).await;
+        // Also after a failure: the write may have landed.
+        invalidate_catalogue(ctx).await;
+        let Some((before, after)) = updated? else {
+            return Err(ApiError::NotFound("no such module".into()).into());
+        };
+        if publishes && !before.published {
+            announce(ctx, &after).await?;
+        }
+        Ok(Module::from(after))
     }
 
+    /// Admin only. Removes the module with its progress and activity
+    /// entries; notifications that named it keep their text and lose it.
     async fn delete_module(&self, ctx: &Context<'_>, id: ID) -> GqlResult<bool> {
         require_admin(ctx)?;
-        let _ = id;
-        Err(not_implemented())
+        let id: ObjectId = parse_id(&id, "id")?;
+        let deleted = modules::delete(&app(ctx).db, id).await;
+        let mut scopes = vec![Scope::Catalogue, Scope::Dashboard];
+        if let Ok(Some(d)) = &deleted {
+            // Their progress lists and histories held the module.
+            scopes.extend(d.learners.iter().copied().map(Scope::Learner));
+        }
+        app(ctx).cache.invalidate(&scopes).await;
+        match deleted? {
+            Some(_) => Ok(true),
+            None => Err(ApiError::NotFound("no such module".into()).into()),
+        }
     }
 
     /// Admin only. Drops cached entries whose key starts with the prefix

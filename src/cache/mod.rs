@@ -374,6 +374,9 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = ApiResult<T>>,
     {
+        if self.settings.disabled {
+            return compute().await;
+        }
         let key = format!("{}:{key}", class.name());
         let gen_keys = Self::gen_keys(scopes);
         if let Some(v) = self.decode::<T>(self.lookup(&key, &gen_keys).await.payload) {

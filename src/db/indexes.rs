@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::Db;
 
 /// The declarations shipped with this build, one per collection.
-pub const BUILTIN: [(&str, &str); 5] = [
+pub const BUILTIN: [(&str, &str); 6] = [
     ("users", include_str!("../../indexes/users.json")),
     ("modules", include_str!("../../indexes/modules.json")),
     ("progress", include_str!("../../indexes/progress.json")),
@@ -24,6 +24,7 @@ pub const BUILTIN: [(&str, &str); 5] = [
         "notifications",
         include_str!("../../indexes/notifications.json"),
     ),
+    ("jobs", include_str!("../../indexes/jobs.json")),
 ];
 
 /// One `indexes/<collection>.json` file.
@@ -308,7 +309,7 @@ mod tests {
     #[test]
     fn the_builtin_declarations_parse_and_name_every_index() {
         let decls = load(None, 86_400).unwrap();
-        assert_eq!(decls.len(), 5);
+        assert_eq!(decls.len(), 6);
         let activity = decls
             .iter()
             .find(|d| d.create_indexes == "activity")

@@ -80,8 +80,10 @@ pub mod names {
     pub const PROGRESS: &str = "progress";
     pub const ACTIVITY: &str = "activity";
     pub const NOTIFICATIONS: &str = "notifications";
+    /// Durable background jobs (the notification fan-out of a publish).
+    pub const JOBS: &str = "jobs";
     /// Every collection that `indexes/` declares.
-    pub const ALL: [&str; 5] = [USERS, MODULES, PROGRESS, ACTIVITY, NOTIFICATIONS];
+    pub const ALL: [&str; 6] = [USERS, MODULES, PROGRESS, ACTIVITY, NOTIFICATIONS, JOBS];
 }
 
 impl Db {

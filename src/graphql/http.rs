@@ -158,6 +158,23 @@ fn operation_name(request: &async_graphql::Request) -> String {
 /// parsing, validation and coercion have none and are the client's), and a
 /// request that never executed is a 400 for clients of the GraphQL media type.
 fn shape(response: async_graphql::Response, graphql_media: bool) -> Response {
+    if response.errors.is_empty() {
+        // The hot path: serialize once, straight to bytes.
+        let media = if graphql_media {
+            GRAPHQL_RESPONSE_JSON
+        } else {
+            "application/json"
+        };
+        let bytes = serde_json::to_vec(&response).unwrap_or_default();
+        let mut resp = (StatusCode::OK, bytes).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+        resp.extensions_mut().insert(Outcome {
+            operation: String::new(),
+            codes: Vec::new(),
+        });
+        return resp;
+    }
     let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
     let mut request_error = false;
     let mut codes = Vec::new();

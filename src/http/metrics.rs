@@ -48,6 +48,10 @@ pub mod names {
     pub const MONGODB_COMMANDS: &str = "kairos_mongodb_commands_total";
     pub const MONGODB_POOL_MAX: &str = "kairos_mongodb_pool_max_size";
     pub const MONGODB_POOL_MIN: &str = "kairos_mongodb_pool_min_size";
+    pub use crate::notifications::jobs::metric_names::{
+        FINISHED as NOTIFICATION_JOBS_FINISHED, JOBS as NOTIFICATION_JOBS,
+        RETRIES as NOTIFICATION_JOB_RETRIES, SENT as NOTIFICATIONS_FANNED_OUT,
+    };
 }
 
 /// The metrics of one service; cheap to clone.
@@ -99,6 +103,26 @@ impl Metrics {
             names::MONGODB_COMMANDS,
             None,
             "MongoDB commands sent, by command name",
+        );
+        describe(
+            names::NOTIFICATIONS_FANNED_OUT,
+            None,
+            "learners notified by this instance's fan-out worker",
+        );
+        describe(
+            names::NOTIFICATION_JOBS_FINISHED,
+            None,
+            "fan-out jobs this instance finished, by state (done, failed, cancelled)",
+        );
+        describe(
+            names::NOTIFICATION_JOB_RETRIES,
+            None,
+            "fan-out rounds that failed and were queued again",
+        );
+        recorder.describe_gauge(
+            names::NOTIFICATION_JOBS.into(),
+            None,
+            "fan-out jobs by state (queued, running, failed), as the worker last saw them".into(),
         );
         recorder.describe_histogram(
             names::GRAPHQL_DURATION.into(),

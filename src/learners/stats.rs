@@ -1,22 +1,20 @@
 //! A learner's statistics in ONE aggregation command.
 //!
 //! The pipeline runs on `users` and starts with an indexed `$match` on the
-//! learner's `_id` (so an unknown learner is simply no result). Three
-//! `$lookup` stages then join by indexed equality (`localField` /
-//! `foreignField`, the form both MongoDB and the surrogate serve from an
-//! index, unlike `$unionWith` or correlated sub-pipelines):
-//! - `progress` by `user_id` (index `user_updated`), each entry joined to
-//!   its module by `_id` and projected to `published` and `category`, then
-//!   grouped by category;
-//! - `activity` by `user_id` (index `user_at`), grouped by UTC day;
-//! - the published catalogue grouped by category (uncorrelated: MongoDB
-//!   runs it once; index `published_category_position_id`).
+//! learner's `_id` (an unknown learner is simply no result). It then joins
+//! with plain equality `$lookup`s (`localField`/`foreignField`), the form
+//! that MongoDB and both SecantusDB builds serve from an index (sub-pipeline
+//! and `$unionWith` forms scan on one build or the other):
+//! - `progress` by `user_id` (index `user_module_unique`);
+//! - `activity` by `user_id` (index `user_at`), keeping only `at`;
+//! - the published catalogue as `{_id, category}` (uncorrelated: MongoDB
+//!   runs it once per command; never `content`).
 //!
-//! The result is one small document whose size follows the learner's own
-//! data and the catalogue, never the number of users. [`assemble`], a pure
-//! function, turns it into the figures.
+//! The one small document it returns follows the learner's own data and
+//! the catalogue, never the number of users; [`assemble`], a pure function,
+//! joins progress to categories and computes every figure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bson::{Document, doc, oid::ObjectId};
 use chrono::{Duration, NaiveDate, Utc};
@@ -54,98 +52,65 @@ pub struct Stats {
     pub by_category: Vec<CategoryStats>,
 }
 
-/// The learner's progress on the published modules of one category.
+/// One progress entry, trimmed to what the statistics read.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct ProgressRow {
-    #[serde(rename = "_id")]
-    pub category: String,
-    pub in_progress: i64,
-    pub completed: i64,
-    pub time: i64,
-    pub score_sum: f64,
-    pub score_count: i64,
+pub struct ProgressLite {
+    pub module_id: Option<ObjectId>,
+    pub status: Option<String>,
+    pub score: Option<f64>,
+    #[serde(default)]
+    pub time_spent_seconds: i64,
 }
 
-/// One UTC day with activity, and the newest entry of that day.
+/// A published module and its category.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct DayRow {
+pub struct CatalogueEntry {
     #[serde(rename = "_id")]
-    pub day: String,
-    pub last: bson::DateTime,
-}
-
-/// Published modules of one category.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct CatalogueRow {
-    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    #[serde(default)]
     pub category: String,
-    pub total: i64,
 }
 
 /// The one document the pipeline returns.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Raw {
     #[serde(default)]
-    pub progress: Vec<ProgressRow>,
+    pub progress: Vec<ProgressLite>,
     #[serde(default)]
-    pub days: Vec<DayRow>,
+    pub activity_at: Vec<bson::DateTime>,
     #[serde(default)]
-    pub catalogue: Vec<CatalogueRow>,
+    pub catalogue: Vec<CatalogueEntry>,
 }
 
 /// The single pipeline, run on `users`.
 pub fn pipeline(user_id: ObjectId) -> Vec<Document> {
-    let count_if = |cond: Document| doc! { "$sum": { "$cond": [cond, 1, 0] } };
     vec![
         doc! { "$match": { "_id": user_id } },
         doc! { "$project": { "_id": 1 } },
         doc! { "$lookup": {
-            "from": names::PROGRESS,
-            "localField": "_id",
-            "foreignField": "user_id",
-            "as": "progress",
-            "pipeline": [
-                { "$project": { "_id": 0, "module_id": 1, "status": 1, "score": 1, "time_spent_seconds": 1 } },
-                { "$lookup": {
-                    "from": names::MODULES,
-                    "localField": "module_id",
-                    "foreignField": "_id",
-                    // Only what the grouping needs: never the module's content.
-                    "pipeline": [ { "$project": { "_id": 0, "published": 1, "category": 1 } } ],
-                    "as": "m",
-                } },
-                { "$unwind": "$m" },
-                { "$match": { "m.published": true } },
-                { "$group": {
-                    "_id": "$m.category",
-                    "in_progress": count_if(doc! { "$eq": ["$status", "in_progress"] }),
-                    "completed": count_if(doc! { "$eq": ["$status", "completed"] }),
-                    "time": { "$sum": "$time_spent_seconds" },
-                    "score_sum": { "$sum": "$score" },
-                    "score_count": count_if(doc! { "$isNumber": "$score" }),
-                } },
-                { "$set": { "score_sum": { "$toDouble": "$score_sum" }, "time": { "$toLong": "$time" } } },
-            ],
+            "from": names::PROGRESS, "localField": "_id", "foreignField": "user_id", "as": "progress",
         } },
         doc! { "$lookup": {
-            "from": names::ACTIVITY,
-            "localField": "_id",
-            "foreignField": "user_id",
-            "as": "days",
-            "pipeline": [
-                { "$group": {
-                    "_id": { "$dateToString": { "format": "%Y-%m-%d", "date": "$at", "timezone": "UTC" } },
-                    "last": { "$max": "$at" },
-                } },
-            ],
+            "from": names::ACTIVITY, "localField": "_id", "foreignField": "user_id", "as": "activity",
         } },
         doc! { "$lookup": {
             "from": names::MODULES,
             "as": "catalogue",
             "pipeline": [
                 { "$match": { "published": true } },
-                { "$group": { "_id": "$category", "total": { "$sum": 1 } } },
+                { "$project": { "_id": 1, "category": 1 } },
             ],
+        } },
+        doc! { "$project": {
+            "_id": 0,
+            "progress": { "$map": { "input": "$progress", "as": "p", "in": {
+                "module_id": "$$p.module_id",
+                "status": "$$p.status",
+                "score": "$$p.score",
+                "time_spent_seconds": "$$p.time_spent_seconds",
+            } } },
+            "activity_at": { "$map": { "input": "$activity", "as": "a", "in": "$$a.at" } },
+            "catalogue": 1,
         } },
     ]
 }
@@ -180,25 +145,36 @@ pub fn assemble(raw: Raw, today: NaiveDate) -> Stats {
         score_count: i64,
     }
     let mut categories: BTreeMap<String, Acc> = BTreeMap::new();
-    for c in raw.catalogue {
-        categories.entry(c.category).or_default().total += c.total;
+    let mut category_of: HashMap<ObjectId, String> = HashMap::new();
+    for m in raw.catalogue {
+        categories.entry(m.category.clone()).or_default().total += 1;
+        category_of.insert(m.id, m.category);
     }
-    // Progress counts only for categories of the published catalogue (the
-    // pipeline already joined on published modules, so these always match).
+    // Only progress on published modules counts.
     for p in raw.progress {
-        if let Some(acc) = categories.get_mut(&p.category) {
-            acc.in_progress += p.in_progress;
-            acc.completed += p.completed;
-            acc.time += p.time;
-            acc.score_sum += p.score_sum;
-            acc.score_count += p.score_count;
+        let Some(acc) = p
+            .module_id
+            .and_then(|id| category_of.get(&id))
+            .and_then(|c| categories.get_mut(c))
+        else {
+            continue;
+        };
+        match p.status.as_deref() {
+            Some("in_progress") => acc.in_progress += 1,
+            Some("completed") => acc.completed += 1,
+            _ => {}
+        }
+        acc.time += p.time_spent_seconds;
+        if let Some(score) = p.score {
+            acc.score_sum += score;
+            acc.score_count += 1;
         }
     }
-    let last_activity = raw.days.iter().map(|d| d.last).max();
+    let last_activity = raw.activity_at.iter().copied().max();
     let days: Vec<NaiveDate> = raw
-        .days
+        .activity_at
         .iter()
-        .filter_map(|d| NaiveDate::parse_from_str(&d.day, "%Y-%m-%d").ok())
+        .map(|at| at.to_chrono().date_naive())
         .collect();
     let mean = |sum: f64, n: i64| (n > 0).then(|| sum / n as f64);
     let (mut total, mut in_progress, mut completed, mut time, mut score_sum, mut score_count) =
@@ -312,29 +288,39 @@ mod tests {
 
     #[test]
     fn rows_combine_into_stats_sorted_by_category() {
+        let (r1, r2, r3, g1) = (
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+            ObjectId::new(),
+        );
+        let entry = |id, category: &str| CatalogueEntry {
+            id,
+            category: category.into(),
+        };
+        let progress = |id, status: &str, score, time| ProgressLite {
+            module_id: Some(id),
+            status: Some(status.into()),
+            score,
+            time_spent_seconds: time,
+        };
         let raw = Raw {
             catalogue: vec![
-                CatalogueRow {
-                    category: "rust".into(),
-                    total: 3,
-                },
-                CatalogueRow {
-                    category: "go".into(),
-                    total: 1,
-                },
+                entry(r1, "rust"),
+                entry(r2, "rust"),
+                entry(r3, "rust"),
+                entry(g1, "go"),
             ],
-            progress: vec![ProgressRow {
-                category: "rust".into(),
-                in_progress: 1,
-                completed: 1,
-                time: 100,
-                score_sum: 150.0,
-                score_count: 2,
-            }],
-            days: vec![DayRow {
-                day: "2026-11-21".into(),
-                last: bson::DateTime::from_millis(1_000),
-            }],
+            progress: vec![
+                progress(r1, "in_progress", Some(100.0), 60),
+                progress(r2, "completed", Some(50.0), 40),
+                // An unpublished (or deleted) module does not count.
+                progress(ObjectId::new(), "completed", Some(1.0), 1000),
+            ],
+            activity_at: vec![
+                bson::DateTime::from_millis(1_795_219_199_000), // 2026-11-20T23:59:59Z
+                bson::DateTime::from_millis(1_795_219_201_000), // 2026-11-21T00:00:01Z
+            ],
         };
         let s = assemble(raw, d("2026-11-21"));
         assert_eq!(s.modules_total, 4);
@@ -342,7 +328,12 @@ mod tests {
         assert_eq!(s.modules_completed, 1);
         assert_eq!(s.completion_rate, 0.25);
         assert_eq!(s.average_score, Some(75.0));
-        assert_eq!(s.current_streak_days, 1);
+        assert_eq!(s.current_streak_days, 2);
+        assert_eq!(s.total_time_seconds, 100);
+        assert_eq!(
+            s.last_activity_at,
+            Some(bson::DateTime::from_millis(1_795_219_201_000))
+        );
         let names: Vec<_> = s.by_category.iter().map(|c| c.category.as_str()).collect();
         assert_eq!(names, ["go", "rust"]);
         assert_eq!(s.by_category[0].average_score, None);

@@ -1,14 +1,24 @@
-//! Notifications of learners (fan-out on publish arrives with the admin
-//! issue; the types are part of the contract from the start).
+//! Notifications of learners: what they are told (`notifications`,
+//! `unreadNotificationCount`, `markNotificationsRead`) and the durable
+//! background fan-out that tells every learner when a module is published
+//! ([`jobs`]).
 
-use async_graphql::{Context, ID, Object};
+pub mod jobs;
+pub mod repo;
+
+use async_graphql::{Context, ID, Object, dataloader::DataLoader};
 use bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    catalogue::Module,
-    error::{GqlResult, not_implemented},
-    graphql::{pagination::NotificationConnection, scalars::DateTime},
+    catalogue::{Module, loaders::ModuleLoader},
+    error::{ApiError, GqlResult},
+    graphql::{
+        app, is_admin,
+        pagination::{NotificationConnection, page, page_size},
+        parse_id, require_viewer,
+        scalars::DateTime,
+    },
 };
 
 /// One `notifications` document.
@@ -23,6 +33,9 @@ pub struct NotificationDoc {
     #[serde(default)]
     pub read: bool,
     pub created_at: bson::DateTime,
+    /// The fan-out job that wrote it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<ObjectId>,
 }
 
 /// A notification as its learner sees it.
@@ -43,9 +56,19 @@ impl Notification {
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
     }
-    /// The module the notification is about, if any.
-    async fn module(&self, _ctx: &Context<'_>) -> GqlResult<Option<Module>> {
-        Err(not_implemented())
+    /// The module the notification is about, if any: null once it is
+    /// deleted (or, for a learner, unpublished again). One round trip for
+    /// a whole page.
+    async fn module(&self, ctx: &Context<'_>) -> GqlResult<Option<Module>> {
+        let Some(id) = self.0.module_id else {
+            return Ok(None);
+        };
+        let loader = ctx.data_unchecked::<DataLoader<ModuleLoader>>();
+        Ok(loader
+            .load_one(id)
+            .await?
+            .filter(|m| m.published || is_admin(ctx))
+            .map(Module::from))
     }
 }
 
@@ -56,18 +79,39 @@ pub struct NotificationQuery;
 impl NotificationQuery {
     /// Newest first.
     #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    #[tracing::instrument(skip_all)]
     async fn notifications(
         &self,
+        ctx: &Context<'_>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         #[graphql(default_with = "Some(false)")] unread_only: Option<bool>,
     ) -> GqlResult<NotificationConnection> {
-        let _ = (first, after, unread_only);
-        Err(not_implemented())
+        let viewer = *require_viewer(ctx)?;
+        let app = app(ctx);
+        let limit = page_size(first)?;
+        let unread_only = unread_only.unwrap_or(false);
+        let scope =
+            serde_json::json!(["notifications", viewer.user_id.to_hex(), unread_only]).to_string();
+        let after: Option<repo::NotificationKey> =
+            after.map(|c| app.cursors.decode(&scope, &c)).transpose()?;
+        // Not cached: the background fan-out writes here without going
+        // through a resolver that could invalidate.
+        let items = repo::list(&app.db, viewer.user_id, unread_only, after.as_ref(), limit).await?;
+        let items: Vec<Notification> = items.into_iter().map(Notification).collect();
+        Ok(NotificationConnection::from_page(page(
+            &app.cursors,
+            &scope,
+            items,
+            limit,
+            |n: &Notification| repo::key_of(&n.0),
+        )))
     }
 
-    async fn unread_notification_count(&self) -> GqlResult<i64> {
-        Err(not_implemented())
+    /// The viewer's unread notifications (an index-backed count).
+    async fn unread_notification_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
+        let viewer = *require_viewer(ctx)?;
+        Ok(repo::unread_count(&app(ctx).db, viewer.user_id).await?)
     }
 }
 
@@ -78,8 +122,27 @@ pub struct NotificationMutation;
 impl NotificationMutation {
     /// Marks the given notifications read (all when ids is null); returns
     /// how many changed.
-    async fn mark_notifications_read(&self, ids: Option<Vec<ID>>) -> GqlResult<i64> {
-        let _ = ids;
-        Err(not_implemented())
+    async fn mark_notifications_read(
+        &self,
+        ctx: &Context<'_>,
+        ids: Option<Vec<ID>>,
+    ) -> GqlResult<i64> {
+        let viewer = *require_viewer(ctx)?;
+        let ids = match ids {
+            None => None,
+            Some(ids) if ids.len() > repo::MAX_MARK_IDS => {
+                return Err(ApiError::bad_input(format!(
+                    "`ids` may hold at most {} ids",
+                    repo::MAX_MARK_IDS
+                ))
+                .into());
+            }
+            Some(ids) => Some(
+                ids.iter()
+                    .map(|id| parse_id(id, "ids"))
+                    .collect::<Result<Vec<ObjectId>, _>>()?,
+            ),
+        };
+        Ok(repo::mark_read(&app(ctx).db, viewer.user_id, ids.as_deref()).await?)
     }
 }

@@ -1,10 +1,12 @@
 //! One integration-test binary: every test drives the HTTP endpoint of a
 //! real service spawned on port 0 against the surrogate database.
 
+mod admin;
 mod cache;
 mod catalogue;
 mod helpers;
 mod indexes;
 mod learners;
+mod notifications;
 mod protection;
 mod schema;

@@ -1,0 +1,216 @@
+//! Cached vs uncached throughput and latency of the hot reads, with the
+//! memory backend and (when REDIS_URL is set) the Redis backend.
+//!
+//! Seeds one database, then for each (backend, cached?) pair starts the
+//! real service on port 0 and drives each query with CONCURRENCY clients
+//! for SECONDS seconds from this same process. Uncached means
+//! CACHE_DISABLED=true: every request goes to MongoDB.
+//!
+//! MONGODB_URI=mongodb://127.0.0.1:27017 REDIS_URL=redis://127.0.0.1:6379 \
+//!   cargo run --release --example cache_bench
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use kairos::{
+    app::Application,
+    config::{Settings, Source},
+    db::{Db, indexes},
+    seed::{self, SeedOptions},
+};
+use serde_json::{Value, json};
+
+const QUERIES: [(&str, &str); 3] = [
+    (
+        "progressStats",
+        "{ progressStats { modulesTotal modulesStarted modulesCompleted completionRate totalTimeSeconds averageScore currentStreakDays byCategory { category modulesTotal modulesCompleted } } }",
+    ),
+    (
+        "modules (first 20)",
+        "{ modules(first: 20) { totalCount nodes { id slug title category level tags position } pageInfo { hasNextPage endCursor } } }",
+    ),
+    (
+        "myProgress (first 20)",
+        "{ myProgress(first: 20) { totalCount nodes { status score timeSpentSeconds attempts updatedAt } } }",
+    ),
+];
+
+struct Vars(Vec<(String, String)>);
+
+impl Source for Vars {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+fn env_or(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let uri = std::env::var("MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
+    let redis = std::env::var("REDIS_URL").ok();
+    let concurrency = env_or("CONCURRENCY", 32) as usize;
+    let seconds = env_or("SECONDS", 5);
+    let learners = env_or("LEARNERS", 16) as usize;
+    let db_name = "kairos_bench_cache".to_string();
+
+    let base = vec![
+        ("MONGODB_URI".to_string(), uri.clone()),
+        ("MONGODB_DB".to_string(), db_name.clone()),
+        ("BIND_ADDR".to_string(), "127.0.0.1:0".to_string()),
+        ("MONGODB_COMPRESSORS".to_string(), "none".to_string()),
+        ("RATE_LIMIT_PER_SECOND".to_string(), "1000000".to_string()),
+        ("RATE_LIMIT_BURST".to_string(), "1000000".to_string()),
+        ("AUTH_RATE_LIMIT_PER_MINUTE".to_string(), "0".to_string()),
+        ("LOG_FORMAT".to_string(), "json".to_string()),
+    ];
+    let settings = Settings::from_source(&Vars(base.clone()))?;
+    let db = Db::connect(&settings.mongo).await?;
+    let opts = SeedOptions {
+        users: env_or("USERS", 1_000),
+        modules: 200,
+        progress_per_user: 20,
+        content_bytes: 20_000,
+        reset: true,
+        batch: 10_000,
+    };
+    seed::seed(&db, &opts).await?;
+    indexes::reconcile(&db, &indexes::load(None, 365 * 86_400)?, true).await?;
+
+    let mut runs: Vec<(&str, Vec<(String, String)>)> = vec![("memory", vec![])];
+    if let Some(url) = &redis {
+        runs.push((
+            "redis",
+            vec![
+                ("REDIS_URL".to_string(), url.clone()),
+                (
+                    "CACHE_KEY_PREFIX".to_string(),
+                    format!("bench{}:", std::process::id()),
+                ),
+            ],
+        ));
+    }
+    println!("| query | backend | mode | req/s | p50 ms | p99 ms | errors | cached/uncached |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|");
+    for (backend, extra) in runs {
+        let mut uncached_rps = [0f64; QUERIES.len()];
+        for cached in [false, true] {
+            let mut vars = base.clone();
+            vars.extend(extra.clone());
+            vars.push(("CACHE_DISABLED".to_string(), (!cached).to_string()));
+            let settings = Settings::from_source(&Vars(vars))?;
+            let app = Application::build(settings).await?;
+            let url = format!("http://127.0.0.1:{}/graphql", app.port());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(app.run_until(async {
+                let _ = rx.await;
+            }));
+            tokio::time::sleep(Duration::from_millis(500)).await; // Redis probe
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(concurrency)
+                .build()?;
+            let mut tokens = Vec::new();
+            for i in 1..=learners {
+                let q = format!(
+                    "mutation {{ login(input: {{login: \"learner{i:06}\", password: \"{}\"}}) {{ token }} }}",
+                    seed::DEMO_PASSWORD
+                );
+                let body: Value = client
+                    .post(&url)
+                    .json(&json!({ "query": q }))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                tokens.push(
+                    body["data"]["login"]["token"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+            let tokens = Arc::new(tokens);
+            for (qi, (name, query)) in QUERIES.iter().enumerate() {
+                let body = Arc::new(json!({ "query": query }).to_string());
+                let deadline = Instant::now() + Duration::from_secs(seconds);
+                let workers = (0..concurrency).map(|w| {
+                    let (client, url, body, tokens) =
+                        (client.clone(), url.clone(), body.clone(), tokens.clone());
+                    tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut errors = 0u64;
+                        let mut i = w;
+                        while Instant::now() < deadline {
+                            let t = Instant::now();
+                            let resp = client
+                                .post(&url)
+                                .bearer_auth(&tokens[i % tokens.len()])
+                                .header("content-type", "application/json")
+                                .body(body.as_str().to_owned())
+                                .send()
+                                .await;
+                            let ok = match resp {
+                                Ok(r) => {
+                                    r.status().is_success()
+                                        && !r
+                                            .text()
+                                            .await
+                                            .unwrap_or_default()
+                                            .contains("\"errors\"")
+                                }
+                                Err(_) => false,
+                            };
+                            if !ok {
+                                errors += 1;
+                            }
+                            lat.push(t.elapsed());
+                            i += 1;
+                        }
+                        (lat, errors)
+                    })
+                });
+                let started = Instant::now();
+                let mut all = Vec::new();
+                let mut errors = 0;
+                for r in futures::future::join_all(workers).await {
+                    let (lat, e) = r?;
+                    all.extend(lat);
+                    errors += e;
+                }
+                let elapsed = started.elapsed().as_secs_f64();
+                all.sort();
+                let rps = all.len() as f64 / elapsed;
+                let p =
+                    |q: f64| all[((all.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+                let ratio = if cached && uncached_rps[qi] > 0.0 {
+                    format!("{:.1}×", rps / uncached_rps[qi])
+                } else {
+                    "".into()
+                };
+                if !cached {
+                    uncached_rps[qi] = rps;
+                }
+                println!(
+                    "| {name} | {backend} | {} | {rps:.0} | {:.2} | {:.2} | {errors} | {ratio} |",
+                    if cached { "cached" } else { "uncached" },
+                    p(0.5),
+                    p(0.99)
+                );
+            }
+            let _ = tx.send(());
+        }
+    }
+    db.db.drop().await?;
+    Ok(())
+}
