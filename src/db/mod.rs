@@ -14,7 +14,7 @@ use anyhow::Context;
 use mongodb::{
     Client, Collection, Database,
     bson::{Document, doc},
-    event::{EventHandler, command::CommandEvent},
+    event::{EventHandler, cmap::CmapEvent, command::CommandEvent},
     options::{ClientOptions, Compressor},
 };
 
@@ -62,6 +62,17 @@ impl CommandCounter {
     }
 }
 
+/// Live state of the connection pool, fed by the driver's CMAP events.
+#[derive(Debug, Default)]
+pub struct PoolGauges {
+    /// Connections open (created and not yet closed).
+    pub open: std::sync::atomic::AtomicI64,
+    /// Connections checked out by operations right now.
+    pub in_use: std::sync::atomic::AtomicI64,
+    /// Check-outs that failed (pool exhausted past the wait, or errors).
+    pub checkout_failures: std::sync::atomic::AtomicU64,
+}
+
 /// The database handle shared by every request.
 #[derive(Clone)]
 pub struct Db {
@@ -71,6 +82,7 @@ pub struct Db {
     /// client side (so a server that stops answering cannot hang a request).
     pub op_timeout: Duration,
     pub commands: Arc<CommandCounter>,
+    pub pool: Arc<PoolGauges>,
 }
 
 /// Collection names, in one place.
@@ -121,6 +133,29 @@ impl Db {
                 counter.record(&started.command_name);
             }
         }));
+        let pool = Arc::new(PoolGauges::default());
+        let gauges = pool.clone();
+        opts.cmap_event_handler = Some(EventHandler::callback(move |ev: CmapEvent| {
+            use std::sync::atomic::Ordering::Relaxed;
+            match ev {
+                CmapEvent::ConnectionCreated(_) => {
+                    gauges.open.fetch_add(1, Relaxed);
+                }
+                CmapEvent::ConnectionClosed(_) => {
+                    gauges.open.fetch_sub(1, Relaxed);
+                }
+                CmapEvent::ConnectionCheckedOut(_) => {
+                    gauges.in_use.fetch_add(1, Relaxed);
+                }
+                CmapEvent::ConnectionCheckedIn(_) => {
+                    gauges.in_use.fetch_sub(1, Relaxed);
+                }
+                CmapEvent::ConnectionCheckoutFailed(_) => {
+                    gauges.checkout_failures.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+        }));
         let client = Client::with_options(opts).context("building the MongoDB client")?;
         let db = client.database(&settings.database);
         Ok(Db {
@@ -128,6 +163,7 @@ impl Db {
             db,
             op_timeout: settings.operation_timeout,
             commands,
+            pool,
         })
     }
 

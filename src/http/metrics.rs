@@ -48,6 +48,15 @@ pub mod names {
     pub const MONGODB_COMMANDS: &str = "kairos_mongodb_commands_total";
     pub const MONGODB_POOL_MAX: &str = "kairos_mongodb_pool_max_size";
     pub const MONGODB_POOL_MIN: &str = "kairos_mongodb_pool_min_size";
+    pub const MONGODB_POOL_OPEN: &str = "kairos_mongodb_pool_connections_open";
+    pub const MONGODB_POOL_IN_USE: &str = "kairos_mongodb_pool_connections_in_use";
+    pub const MONGODB_POOL_CHECKOUT_FAILURES: &str = "kairos_mongodb_pool_checkout_failures_total";
+    pub const CACHE_HITS: &str = "kairos_cache_hits_total";
+    pub const CACHE_MISSES: &str = "kairos_cache_misses_total";
+    pub const CACHE_ERRORS: &str = "kairos_cache_redis_errors_total";
+    pub const CACHE_BACKEND: &str = "kairos_cache_backend";
+    pub const CACHE_BREAKER_OPEN: &str = "kairos_cache_breaker_open";
+    pub const CACHE_MEMORY_ENTRIES: &str = "kairos_cache_memory_entries";
     pub use crate::notifications::jobs::metric_names::{
         FINISHED as NOTIFICATION_JOBS_FINISHED, JOBS as NOTIFICATION_JOBS,
         RETRIES as NOTIFICATION_JOB_RETRIES, SENT as NOTIFICATIONS_FANNED_OUT,
@@ -222,7 +231,35 @@ impl Metrics {
 
     /// The exposition text, with the figures that are read at scrape time
     /// (database commands, pool settings) brought up to date first.
-    pub fn render(&self, db: &Db, pool: (u32, u32)) -> String {
+    pub fn render(&self, db: &Db, pool: (u32, u32), cache: &crate::cache::CacheReport) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.gauge(names::MONGODB_POOL_OPEN, vec![])
+            .set(db.pool.open.load(Relaxed) as f64);
+        self.gauge(names::MONGODB_POOL_IN_USE, vec![])
+            .set(db.pool.in_use.load(Relaxed) as f64);
+        self.counter(names::MONGODB_POOL_CHECKOUT_FAILURES, vec![])
+            .absolute(db.pool.checkout_failures.load(Relaxed));
+        for (class, hits, misses) in &cache.per_class {
+            self.counter(names::CACHE_HITS, vec![Label::new("class", *class)])
+                .absolute(*hits);
+            self.counter(names::CACHE_MISSES, vec![Label::new("class", *class)])
+                .absolute(*misses);
+        }
+        self.counter(names::CACHE_ERRORS, vec![])
+            .absolute(cache.errors);
+        for backend in ["redis", "memory"] {
+            self.gauge(names::CACHE_BACKEND, vec![Label::new("backend", backend)])
+                .set(if cache.backend == backend { 1.0 } else { 0.0 });
+        }
+        self.gauge(names::CACHE_BREAKER_OPEN, vec![]).set(
+            if cache.breaker == crate::cache::BreakerState::Open && cache.redis_configured {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        self.gauge(names::CACHE_MEMORY_ENTRIES, vec![])
+            .set(cache.memory_entries as f64);
         for (command, count) in db.commands.snapshot() {
             self.counter(
                 names::MONGODB_COMMANDS,
@@ -241,10 +278,12 @@ impl Metrics {
 /// `GET /metrics`: Prometheus text format.
 pub async fn endpoint(State(http): State<HttpState>) -> Response {
     let mongo = &http.app.settings.mongo;
-    let text = http
-        .app
-        .metrics
-        .render(&http.app.db, (mongo.max_pool_size, mongo.min_pool_size));
+    let cache = http.app.cache.report().await;
+    let text = http.app.metrics.render(
+        &http.app.db,
+        (mongo.max_pool_size, mongo.min_pool_size),
+        &cache,
+    );
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

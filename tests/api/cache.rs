@@ -520,3 +520,34 @@ impl BlackHoleProxy {
         let _ = self.hole.send(on);
     }
 }
+
+#[tokio::test]
+async fn metrics_expose_cache_hits_backend_breaker_and_the_pool() {
+    let app = spawn_app_with(&[]).await;
+    app.insert_modules(vec![module("m", 1, doc! {})]).await;
+    for _ in 0..3 {
+        app.ok("{ modules { totalCount } }", json!({}), None).await;
+    }
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{text}"))
+    };
+    assert_eq!(value("kairos_cache_hits_total{class=\"modules\"}"), 2.0);
+    assert_eq!(value("kairos_cache_misses_total{class=\"modules\"}"), 1.0);
+    assert_eq!(value("kairos_cache_backend{backend=\"memory\"}"), 1.0);
+    assert_eq!(value("kairos_cache_breaker_open"), 0.0);
+    assert!(value("kairos_mongodb_pool_connections_open") >= 1.0);
+    assert!(value("kairos_cache_memory_entries") >= 1.0);
+}
