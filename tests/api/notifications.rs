@@ -600,3 +600,79 @@ async fn deleting_a_module_mid_fan_out_cancels_it_and_no_notification_keeps_the_
         "CANCELLED"
     );
 }
+
+#[tokio::test]
+async fn a_failing_fan_out_is_retried_with_back_off_then_given_up_or_finished_once_it_can() {
+    let (name, db) = shared_db("retry").await;
+    let learners = seed_learners(&db, 50).await;
+    // A validator that every notification fails: the database refuses the
+    // writes, as it would with a full disk or a bad deploy.
+    let refuse = |on: bool| {
+        let validator = if on {
+            doc! { "user_id": { "$type": "string" } }
+        } else {
+            doc! {}
+        };
+        db.db
+            .run_command(doc! { "collMod": "notifications", "validator": validator })
+    };
+    refuse(true).await.unwrap();
+    let app = spawn_app_with(&[
+        ("MONGODB_DB", name.as_str()),
+        ("JOB_POLL_MS", "50"),
+        ("JOB_RETRY_BASE_MS", "100"),
+        ("JOB_MAX_ATTEMPTS", "4"),
+    ])
+    .await;
+
+    // Never possible: four attempts, then failed.
+    let (_, doomed) = publish_directly(&db, "doomed").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failed = loop {
+        let j = job(&db, doomed).await;
+        if j.state == jobs::JobState::Failed {
+            break j;
+        }
+        assert_ne!(j.state, jobs::JobState::Done, "{j:?}");
+        assert!(Instant::now() < deadline, "never given up: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed.attempts, 4, "{failed:?}");
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("attempt 4 failed: internal error")
+    );
+    assert!(failed.finished_at.is_some());
+
+    // Possible again after a failed round: it finishes, once per learner.
+    let (module, job_id) = publish_directly(&db, "recovers").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = job(&db, job_id).await;
+        if j.last_error.is_some() {
+            assert_ne!(j.state, jobs::JobState::Failed, "{j:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never tried: {j:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refuse(false).await.unwrap();
+    let done = wait_done(&db, job_id, Duration::from_secs(120)).await;
+    assert!(done.attempts >= 2, "{done:?}");
+    assert_exactly_one_each(&db, module, &learners).await;
+
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kairos_notification_jobs_finished_total{state=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kairos_notification_job_retries_total"));
+}
