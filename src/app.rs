@@ -203,6 +203,7 @@ fn router(state: AppState, schema: KairosSchema) -> Router {
         .with_state(graphql::http::HttpState {
             app: state.clone(),
             schema,
+            documents: Default::default(),
         });
     crate::http::with_layers(routes, state.metrics.clone(), limits)
 }

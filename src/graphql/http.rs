@@ -5,7 +5,12 @@
 //! oversized bodies) get a GraphQL-shaped body with `BAD_USER_INPUT`, never
 //! a plain-text rejection.
 
-use async_graphql::{dataloader::DataLoader, http::GraphiQLSource, parser::types::OperationType};
+use std::sync::Arc;
+
+use async_graphql::{
+    dataloader::DataLoader, http::GraphiQLSource, parser::types::ExecutableDocument,
+    parser::types::OperationType,
+};
 use axum::{
     body::Bytes,
     extract::{RawQuery, State, rejection::BytesRejection},
@@ -31,6 +36,38 @@ use crate::{
 pub struct HttpState {
     pub app: AppState,
     pub schema: KairosSchema,
+    /// Parsed documents by query text: a client repeating a query (what an
+    /// SPA does) skips parsing; validation still runs every time.
+    pub documents: DocumentCache,
+}
+
+/// A bounded cache of parsed GraphQL documents.
+#[derive(Clone)]
+pub struct DocumentCache(moka::sync::Cache<String, Arc<ExecutableDocument>>);
+
+/// Queries longer than this are parsed every time rather than kept.
+const MAX_CACHED_QUERY: usize = 16 * 1024;
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        DocumentCache(moka::sync::Cache::new(1_000))
+    }
+}
+
+impl DocumentCache {
+    /// Gives `request` its parsed document, from the cache when the same
+    /// text was parsed before; returns it (None when it does not parse).
+    fn prepare(&self, request: &mut async_graphql::Request) -> Option<Arc<ExecutableDocument>> {
+        if let Some(doc) = self.0.get(&request.query) {
+            request.set_parsed_query((*doc).clone());
+            return Some(doc);
+        }
+        let doc = Arc::new(request.parsed_query().ok()?.clone());
+        if request.query.len() <= MAX_CACHED_QUERY {
+            self.0.insert(request.query.clone(), doc.clone());
+        }
+        Some(doc)
+    }
 }
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -129,7 +166,8 @@ async fn execute(
     if let Some(ip) = client_ip(headers, peer.0, app.settings.limits.trust_proxy) {
         request = request.data(ClientAddr(ip));
     }
-    let operation = operation_name(&request);
+    let document = http.documents.prepare(&mut request);
+    let operation = operation_name(&request, document.as_deref());
     let response = http.schema.execute(request).await;
     let mut resp = shape(response, wants_graphql_response(headers));
     if let Some(outcome) = resp.extensions_mut().get_mut::<Outcome>() {
@@ -140,11 +178,11 @@ async fn execute(
 
 /// The name of the operation a request runs, for logs and metrics: the
 /// `operationName` it gives, else the name of its only operation.
-fn operation_name(request: &async_graphql::Request) -> String {
+fn operation_name(request: &async_graphql::Request, doc: Option<&ExecutableDocument>) -> String {
     if let Some(name) = &request.operation_name {
         return name.clone();
     }
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+    let Some(doc) = doc else {
         return String::new();
     };
     doc.operations
@@ -352,4 +390,26 @@ fn graphiql(http: &HttpState) -> Response {
             .finish(),
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod document_cache_tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_query_is_parsed_once_and_a_broken_one_is_not_kept() {
+        let cache = DocumentCache::default();
+        let mut first = async_graphql::Request::new("{ modules { totalCount } }");
+        let mut second = async_graphql::Request::new("{ modules { totalCount } }");
+        let a = cache.prepare(&mut first).expect("parses");
+        let b = cache.prepare(&mut second).expect("parses");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second request reuses the parsed document"
+        );
+        let mut broken = async_graphql::Request::new("{ modules { ");
+        assert!(cache.prepare(&mut broken).is_none());
+        cache.0.run_pending_tasks();
+        assert_eq!(cache.0.entry_count(), 1);
+    }
 }
