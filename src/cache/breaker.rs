@@ -4,7 +4,8 @@
 //! (timeouts included), or at once when an invalidation could not reach
 //! Redis, it opens: requests go to the memory cache without waiting on
 //! Redis, and the probe task pings Redis after a back-off that doubles up to
-//! `MAX_BACKOFF`. A successful probe bumps the global epoch and closes it.
+//! `MAX_BACKOFF`. A successful probe replays the invalidations Redis missed
+//! and closes it.
 
 use std::{
     sync::Mutex,
@@ -32,9 +33,6 @@ struct Inner {
     failures: u32,
     next_probe: Instant,
     backoff: Duration,
-    /// An invalidation (or an outage) Redis did not see: bump the epoch
-    /// before trusting Redis again.
-    needs_epoch_bump: bool,
     /// Set when the breaker opens; the cache reacts once.
     just_opened: bool,
 }
@@ -54,7 +52,6 @@ impl Breaker {
                 failures: 0,
                 next_probe: Instant::now(),
                 backoff: MIN_BACKOFF,
-                needs_epoch_bump: false,
                 just_opened: false,
             }),
         }
@@ -91,10 +88,10 @@ impl Breaker {
         false
     }
 
-    /// An invalidation did not reach Redis: open now and flush on return.
-    pub fn trip_for_missed_write(&self) {
+    /// An invalidation did not reach Redis: open now (the cache replays it
+    /// before Redis is trusted again).
+    pub fn trip(&self) {
         let mut s = self.lock();
-        s.needs_epoch_bump = true;
         if !s.open {
             Self::open(&mut s);
         }
@@ -102,7 +99,6 @@ impl Breaker {
 
     fn open(s: &mut Inner) {
         s.open = true;
-        s.needs_epoch_bump = true;
         s.just_opened = true;
         s.backoff = MIN_BACKOFF;
         s.next_probe = Instant::now() + MIN_BACKOFF;
@@ -119,10 +115,6 @@ impl Breaker {
         s.open && Instant::now() >= s.next_probe
     }
 
-    pub fn needs_epoch_bump(&self) -> bool {
-        self.lock().needs_epoch_bump
-    }
-
     /// A probe failed: wait longer before the next.
     pub fn probe_failed(&self) {
         let mut s = self.lock();
@@ -130,12 +122,11 @@ impl Breaker {
         s.next_probe = Instant::now() + s.backoff;
     }
 
-    /// A probe succeeded (and the epoch was bumped if needed): close.
+    /// A probe succeeded (and missed invalidations were replayed): close.
     pub fn close(&self) {
         let mut s = self.lock();
         s.open = false;
         s.failures = 0;
-        s.needs_epoch_bump = false;
         s.backoff = MIN_BACKOFF;
     }
 }
@@ -153,21 +144,19 @@ mod tests {
         assert!(!b.failure());
         assert!(b.failure());
         assert!(!b.allows());
-        assert!(b.needs_epoch_bump());
         assert!(b.take_just_opened());
         assert!(!b.take_just_opened());
         b.probe_failed();
         assert!(!b.probe_due(), "back-off after a failed probe");
         b.close();
-        assert!(b.allows() && !b.needs_epoch_bump());
+        assert!(b.allows());
     }
 
     #[test]
     fn a_missed_invalidation_opens_at_once() {
         let b = Breaker::new_open();
         b.close();
-        b.trip_for_missed_write();
+        b.trip();
         assert!(!b.allows());
-        assert!(b.needs_epoch_bump());
     }
 }

@@ -21,9 +21,9 @@
 //! circuit breaker opens after repeated failures (or at once when an
 //! invalidation cannot reach Redis); while it is open the memory cache
 //! serves, and a background task probes Redis with a growing back-off. When
-//! Redis answers again the global epoch is bumped before Redis is used, so
-//! nothing cached before the outage is served after it, whatever was
-//! written meanwhile. While Redis is configured but down, memory entries
+//! Redis answers again, the generation bumps it missed are replayed before
+//! it is used (the global epoch when there were too many), so nothing this
+//! instance invalidated during the outage is served from Redis after it. While Redis is configured but down, memory entries
 //! live at most `CACHE_DEGRADED_TTL_SECS`, which bounds how long another
 //! instance (that cannot see this one's writes) may serve an older value.
 //!
@@ -246,6 +246,39 @@ impl MemoryGens {
     }
 }
 
+/// Invalidations Redis did not see, replayed before it is trusted again.
+#[derive(Default)]
+struct Missed {
+    keys: std::collections::HashSet<String>,
+    /// Too many to replay one by one: bump the global epoch instead.
+    overflow: bool,
+}
+
+/// Beyond this many distinct missed scopes, recovery bumps the epoch.
+const MAX_MISSED: usize = 10_000;
+
+impl Missed {
+    fn add(&mut self, keys: &[String]) {
+        if self.overflow {
+            return;
+        }
+        self.keys.extend(keys.iter().cloned());
+        if self.keys.len() > MAX_MISSED {
+            self.overflow = true;
+            self.keys.clear();
+        }
+    }
+
+    /// What recovery must increment.
+    fn replay(&self) -> Vec<String> {
+        if self.overflow {
+            vec![GLOBAL_GEN.to_string()]
+        } else {
+            self.keys.iter().cloned().collect()
+        }
+    }
+}
+
 /// The shared cache of one process.
 pub struct Cache {
     settings: CacheSettings,
@@ -255,6 +288,9 @@ pub struct Cache {
     /// Per-key locks for single-flight computation.
     locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     counters: Counters,
+    /// Held by the probe across replay-and-close, so an invalidation either
+    /// lands in the replay or reaches Redis after it.
+    missed: tokio::sync::Mutex<Missed>,
 }
 
 /// Where a lookup went and the generations it saw.
@@ -285,6 +321,7 @@ impl Cache {
                 .time_to_idle(Duration::from_secs(60))
                 .build(),
             counters: Counters::default(),
+            missed: tokio::sync::Mutex::new(Missed::default()),
         });
         if cache.redis.is_some() {
             redis::spawn_probe(Arc::downgrade(&cache));
@@ -413,10 +450,11 @@ impl Cache {
         if self.memory_gens.bump(&keys) {
             self.memory.invalidate_all();
         }
-        if let Some(redis) = &self.redis
-            && (!redis.breaker.allows() || redis.incr_all(&keys).await.is_err())
-        {
-            redis.breaker.trip_for_missed_write();
+        if let Some(redis) = &self.redis {
+            if redis.breaker.allows() && redis.incr_all(&keys).await.is_ok() {
+                return;
+            }
+            self.missed_by_redis(redis, &keys).await;
         }
     }
 
@@ -442,8 +480,9 @@ impl Cache {
             }
             if prefix.is_empty() {
                 // Also everything in flight: bump the epoch.
-                if redis.incr_all(&[GLOBAL_GEN.to_string()]).await.is_err() {
-                    redis.breaker.trip_for_missed_write();
+                let global = [GLOBAL_GEN.to_string()];
+                if redis.incr_all(&global).await.is_err() {
+                    self.missed_by_redis(redis, &global).await;
                 }
             }
         } else {
@@ -490,6 +529,19 @@ impl Cache {
             memory_entries: self.memory.entry_count(),
             per_class,
         }
+    }
+
+    /// Records generation bumps Redis did not get and opens the breaker.
+    /// Under the lock, a breaker the probe closed meanwhile is retried
+    /// first: the probe replays under the same lock, so nothing falls
+    /// between its replay and its closing.
+    async fn missed_by_redis(&self, redis: &redis::RedisBackend, keys: &[String]) {
+        let mut missed = self.missed.lock().await;
+        if redis.breaker.allows() && redis.incr_all(keys).await.is_ok() {
+            return;
+        }
+        missed.add(keys);
+        redis.breaker.trip();
     }
 
     /// Called by the probe when Redis answers again after an outage.

@@ -9,7 +9,7 @@ use fred::{
 };
 use futures::StreamExt;
 
-use super::{Cache, GLOBAL_GEN, breaker::Breaker};
+use super::{Cache, breaker::Breaker};
 use crate::config::CacheSettings;
 
 pub struct RedisBackend {
@@ -188,13 +188,22 @@ pub fn spawn_probe(cache: Weak<Cache>) {
                 cache.on_redis_lost();
             }
             if redis.breaker.probe_due() {
-                if redis.ping().await
-                    && (!redis.breaker.needs_epoch_bump()
-                        || redis.incr_all(&[GLOBAL_GEN.to_string()]).await.is_ok())
-                {
-                    cache.on_redis_recovered();
-                    redis.breaker.close();
-                    tracing::info!("redis available: serving from redis");
+                if redis.ping().await {
+                    // Replay what Redis missed, then close, under the lock
+                    // that invalidations take while the breaker is open.
+                    let mut missed = cache.missed.lock().await;
+                    let replay = missed.replay();
+                    if replay.is_empty() || redis.incr_all(&replay).await.is_ok() {
+                        *missed = Default::default();
+                        cache.on_redis_recovered();
+                        redis.breaker.close();
+                        tracing::info!(
+                            replayed = replay.len(),
+                            "redis available: serving from redis"
+                        );
+                    } else {
+                        redis.breaker.probe_failed();
+                    }
                 } else {
                     redis.breaker.probe_failed();
                 }
