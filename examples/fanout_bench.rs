@@ -180,11 +180,12 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
     });
-    let jobs = "{ notificationJobs(first: 1) { nodes { state total notified } } }";
+    let jobs = "{ notificationJobs(first: 1) { edges { node { state total notified } } } }";
     let (state, notified) = loop {
         let b = post(&client, &url, Some(&admin), jobs, json!({})).await?;
-        let job = &b["data"]["notificationJobs"]["nodes"][0];
+        let job = &b["data"]["notificationJobs"]["edges"][0]["node"];
         let state = job["state"].as_str().unwrap_or("").to_string();
+        anyhow::ensure!(b.get("errors").is_none(), "notificationJobs: {b}");
         if state == "DONE" || state == "FAILED" {
             break (state, job["notified"].as_i64().unwrap_or(0));
         }
