@@ -153,12 +153,6 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
-/// The error of a resolver that a later issue builds.
-pub fn not_implemented() -> async_graphql::Error {
-    async_graphql::Error::new("not implemented yet")
-        .extend_with(|_, ext| ext.set("code", Code::Internal.as_str()))
-}
-
 /// Resolver result type: async-graphql's error carrying our extensions.
 pub type GqlResult<T> = async_graphql::Result<T>;
 

@@ -4,11 +4,12 @@
 //! (`role_id`), keyset pages in `_id` order. Never reads `password_hash`.
 
 use bson::{Bson, Document, doc, oid::ObjectId};
-use futures::TryStreamExt;
-use serde::Deserialize;
 
 use crate::{
-    db::{Db, names},
+    db::{
+        Db, names,
+        page::{self, PageQuery},
+    },
     error::{ApiError, ApiResult},
     learners::{Role, model::UserDoc, model::user_projection},
 };
@@ -66,18 +67,6 @@ impl UserFilter {
     }
 }
 
-#[derive(Deserialize)]
-struct Facet {
-    items: Vec<UserDoc>,
-    #[serde(default)]
-    total: Vec<Count>,
-}
-
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
-}
-
 /// One page (`limit + 1` items) in `_id` order and, with `with_total`, the
 /// size of the filtered list, in one command.
 pub async fn list(
@@ -90,35 +79,19 @@ pub async fn list(
     let after = after
         .map(|a| ObjectId::parse_str(a).map_err(|_| ApiError::bad_input("invalid cursor")))
         .transpose()?;
-    let mut items = Vec::new();
-    if let Some(a) = after {
-        items.push(doc! { "$match": { "_id": { "$gt": a } } });
-    }
-    items.push(doc! { "$limit": limit + 1 });
-    let mut facet = doc! { "items": items };
-    if with_total {
-        facet.insert("total", vec![doc! { "$count": "n" }]);
-    }
-    let pipeline = vec![
-        doc! { "$match": filter.to_match() },
-        doc! { "$sort": { "_id": 1 } },
-        doc! { "$project": user_projection() },
-        doc! { "$facet": facet },
-    ];
-    let cursor = db
-        .run(
-            db.raw(names::USERS)
-                .aggregate(pipeline)
-                .max_time(db.op_timeout)
-                .with_type::<Facet>(),
-        )
-        .await?;
-    let pages: Vec<Facet> = db.run(cursor.try_collect()).await?;
-    let page = pages.into_iter().next().unwrap_or(Facet {
-        items: vec![],
-        total: vec![],
-    });
-    Ok((page.items, page.total.first().map_or(0, |c| c.n)))
+    page::fetch(
+        db,
+        PageQuery {
+            collection: names::USERS,
+            filter: filter.to_match(),
+            sort: doc! { "_id": 1 },
+            after: after.map(|a| doc! { "_id": { "$gt": a } }),
+            projection: Some(user_projection()),
+            limit,
+            with_total,
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

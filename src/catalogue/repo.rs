@@ -7,7 +7,10 @@ use serde::Deserialize;
 
 use super::model::{Level, ModuleDoc, full_projection, summary_projection};
 use crate::{
-    db::{Db, names},
+    db::{
+        Db, names,
+        page::{self, PageQuery},
+    },
     error::{ApiError, ApiResult},
 };
 
@@ -118,18 +121,6 @@ fn after_match(key: &ModuleKey) -> ApiResult<Document> {
     ] })
 }
 
-#[derive(Deserialize)]
-struct FacetPage {
-    items: Vec<ModuleDoc>,
-    #[serde(default)]
-    total: Vec<Count>,
-}
-
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
-}
-
 /// One page of modules in (position, id) order: up to `limit + 1` items
 /// (the extra one says whether there is a next page) and, with
 /// `with_total`, the size of the whole filtered list, in one command.
@@ -141,57 +132,19 @@ pub async fn list(
     limit: i64,
     with_total: bool,
 ) -> ApiResult<(Vec<ModuleDoc>, i64)> {
-    let coll = db.raw(names::MODULES);
-    let filter_match = filter.to_match(text_index);
-    let sort = doc! { "$sort": { "position": 1, "_id": 1 } };
-    let project = doc! { "$project": summary_projection() };
-    let after = after.map(after_match).transpose()?;
-    if !with_total {
-        let mut m = filter_match;
-        if let Some(after) = after {
-            m = doc! { "$and": [m, after] };
-        }
-        let pipeline = vec![
-            doc! { "$match": m },
-            sort,
-            doc! { "$limit": limit + 1 },
-            project,
-        ];
-        let cursor = db
-            .run(
-                coll.aggregate(pipeline)
-                    .max_time(db.op_timeout)
-                    .with_type::<ModuleDoc>(),
-            )
-            .await?;
-        let items = db.run(cursor.try_collect()).await?;
-        return Ok((items, 0));
-    }
-    let mut items_stages = Vec::new();
-    if let Some(after) = after {
-        items_stages.push(doc! { "$match": after });
-    }
-    items_stages.push(doc! { "$limit": limit + 1 });
-    let pipeline = vec![
-        doc! { "$match": filter_match },
-        sort,
-        project,
-        doc! { "$facet": { "items": items_stages, "total": [ { "$count": "n" } ] } },
-    ];
-    let cursor = db
-        .run(
-            coll.aggregate(pipeline)
-                .max_time(db.op_timeout)
-                .with_type::<FacetPage>(),
-        )
-        .await?;
-    let pages: Vec<FacetPage> = db.run(cursor.try_collect()).await?;
-    let page = pages.into_iter().next().unwrap_or(FacetPage {
-        items: vec![],
-        total: vec![],
-    });
-    let total = page.total.first().map(|c| c.n).unwrap_or(0);
-    Ok((page.items, total))
+    page::fetch(
+        db,
+        PageQuery {
+            collection: names::MODULES,
+            filter: filter.to_match(text_index),
+            sort: doc! { "position": 1, "_id": 1 },
+            after: after.map(after_match).transpose()?,
+            projection: Some(summary_projection()),
+            limit,
+            with_total,
+        },
+    )
+    .await
 }
 
 /// How to find one module.

@@ -2,6 +2,7 @@
 //! per-operation deadline, and the typed collections the domains use.
 
 pub mod indexes;
+pub mod page;
 
 use std::{
     collections::BTreeMap,

@@ -6,11 +6,13 @@
 use bson::{Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
 use mongodb::options::ReturnDocument;
-use serde::Deserialize;
 
 use super::model::{ActivityDoc, ActivityKind, ProgressDoc, ProgressStatus};
 use crate::{
-    db::{Db, names},
+    db::{
+        Db, names,
+        page::{self, PageQuery},
+    },
     error::{ApiError, ApiResult, is_duplicate_key},
 };
 
@@ -280,18 +282,6 @@ pub fn before_match(field: &str, key: &(i64, String)) -> ApiResult<Document> {
     ] })
 }
 
-#[derive(Deserialize)]
-struct Facet<T> {
-    items: Vec<T>,
-    #[serde(default)]
-    total: Vec<Count>,
-}
-
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
-}
-
 /// One page of a learner's progress, newest update first, and the total
 /// when asked, in one command.
 pub async fn list(
@@ -306,47 +296,19 @@ pub async fn list(
     if let Some(s) = status {
         filter.insert("status", s.as_str());
     }
-    let after = after.map(|k| before_match("updated_at", k)).transpose()?;
-    let sort = doc! { "$sort": { "updated_at": -1, "_id": -1 } };
-    let coll = db.raw(names::PROGRESS);
-    if !with_total {
-        let m = match after {
-            Some(a) => doc! { "$and": [filter, a] },
-            None => filter,
-        };
-        let pipeline = vec![doc! { "$match": m }, sort, doc! { "$limit": limit + 1 }];
-        let cursor = db
-            .run(
-                coll.aggregate(pipeline)
-                    .max_time(db.op_timeout)
-                    .with_type::<ProgressDoc>(),
-            )
-            .await?;
-        return Ok((db.run(cursor.try_collect()).await?, 0));
-    }
-    let mut items = Vec::new();
-    if let Some(a) = after {
-        items.push(doc! { "$match": a });
-    }
-    items.push(doc! { "$limit": limit + 1 });
-    let pipeline = vec![
-        doc! { "$match": filter },
-        sort,
-        doc! { "$facet": { "items": items, "total": [ { "$count": "n" } ] } },
-    ];
-    let cursor = db
-        .run(
-            coll.aggregate(pipeline)
-                .max_time(db.op_timeout)
-                .with_type::<Facet<ProgressDoc>>(),
-        )
-        .await?;
-    let pages: Vec<Facet<ProgressDoc>> = db.run(cursor.try_collect()).await?;
-    let page = pages.into_iter().next().unwrap_or(Facet {
-        items: vec![],
-        total: vec![],
-    });
-    Ok((page.items, page.total.first().map_or(0, |c| c.n)))
+    page::fetch(
+        db,
+        PageQuery {
+            collection: names::PROGRESS,
+            filter,
+            sort: doc! { "updated_at": -1, "_id": -1 },
+            after: after.map(|k| before_match("updated_at", k)).transpose()?,
+            projection: None,
+            limit,
+            with_total,
+        },
+    )
+    .await
 }
 
 /// The viewer's progress on several modules in one round trip.
