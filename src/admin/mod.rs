@@ -343,7 +343,7 @@ impl AdminMutation {
     /// background.
     async fn create_module(&self, ctx: &Context<'_>, input: ModuleInput) -> GqlResult<Module> {
         require_admin(ctx)?;
-        let new = modules::NewModule::parse(modules::RawModule {
+        let new = modules::NewModule {
             slug: input.slug,
             title: input.title,
             summary: input.summary,
@@ -354,7 +354,8 @@ impl AdminMutation {
             position: input.position,
             published: input.published.unwrap_or(false),
             content: input.content,
-        })?;
+        }
+        .validate()?;
         let created = modules::create(&app(ctx).db, new).await?;
         invalidate_catalogue(ctx).await;
         if created.published {

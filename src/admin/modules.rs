@@ -93,7 +93,8 @@ fn validate_content(content: String) -> ApiResult<String> {
     Ok(content)
 }
 
-/// Every field of a new module, validated.
+/// Every field of a new module; [`NewModule::validate`] checks and
+/// normalizes them.
 #[derive(Debug, Clone)]
 pub struct NewModule {
     pub slug: String,
@@ -108,22 +109,10 @@ pub struct NewModule {
     pub content: String,
 }
 
-/// The raw fields of `ModuleInput`.
-pub struct RawModule {
-    pub slug: String,
-    pub title: String,
-    pub summary: String,
-    pub category: String,
-    pub level: Level,
-    pub tags: Vec<String>,
-    pub duration_minutes: i32,
-    pub position: i32,
-    pub published: bool,
-    pub content: String,
-}
-
 impl NewModule {
-    pub fn parse(raw: RawModule) -> ApiResult<Self> {
+    /// The module with trimmed fields, or BAD_USER_INPUT naming the field.
+    pub fn validate(self) -> ApiResult<Self> {
+        let raw = self;
         Ok(NewModule {
             slug: validate_slug(&raw.slug)?,
             title: required_text("title", &raw.title, MAX_TITLE)?,
@@ -360,8 +349,8 @@ mod tests {
         }
     }
 
-    fn raw() -> RawModule {
-        RawModule {
+    fn raw() -> NewModule {
+        NewModule {
             slug: "ok".into(),
             title: " Title ".into(),
             summary: "Summary".into(),
@@ -377,8 +366,8 @@ mod tests {
 
     #[test]
     fn a_new_module_is_trimmed_and_checked_field_by_field() {
-        assert_eq!(NewModule::parse(raw()).unwrap().title, "Title");
-        let cases: Vec<fn(&mut RawModule)> = vec![
+        assert_eq!(raw().validate().unwrap().title, "Title");
+        let cases: Vec<fn(&mut NewModule)> = vec![
             |r| r.title = "  ".into(),
             |r| r.summary = String::new(),
             |r| r.category = "x".repeat(101),
@@ -393,7 +382,7 @@ mod tests {
             let mut r = raw();
             change(&mut r);
             assert!(
-                matches!(NewModule::parse(r), Err(ApiError::BadUserInput(_))),
+                matches!(r.validate(), Err(ApiError::BadUserInput(_))),
                 "case {i}"
             );
         }

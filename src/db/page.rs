@@ -2,12 +2,12 @@
 //! (`limit + 1`, the extra one telling whether a next page exists) and,
 //! when asked, the size of the whole filtered list.
 
-use bson::{Document, doc};
+use bson::{Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::Db;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 /// What a list query is made of.
 pub struct PageQuery<'a> {
@@ -83,4 +83,47 @@ where
     Ok(pages.into_iter().next().map_or((Vec::new(), 0), |p| {
         (p.items, p.total.first().map_or(0, |c| c.n))
     }))
+}
+
+/// The sort key of a newest-first list: (time in ms, id).
+pub type TimeKey = (i64, String);
+
+/// "Before `key`" in (`field` desc, `_id` desc) order.
+pub fn before_match(field: &str, key: &TimeKey) -> ApiResult<Document> {
+    let id = ObjectId::parse_str(&key.1).map_err(|_| ApiError::bad_input("invalid cursor"))?;
+    let t = bson::DateTime::from_millis(key.0);
+    Ok(doc! { "$or": [
+        { field: { "$lt": t } },
+        { field: t, "_id": { "$lt": id } },
+    ] })
+}
+
+/// One page (`limit + 1` items) of a newest-first list ordered by
+/// (`field` desc, `_id` desc), after `after` when given: one `find`.
+pub async fn newest_first<T>(
+    db: &Db,
+    collection: &str,
+    filter: Document,
+    field: &str,
+    after: Option<&TimeKey>,
+    limit: i64,
+) -> ApiResult<Vec<T>>
+where
+    T: DeserializeOwned + Send + Sync,
+{
+    let filter = match after.map(|k| before_match(field, k)).transpose()? {
+        Some(a) if filter.is_empty() => a,
+        Some(a) => doc! { "$and": [filter, a] },
+        None => filter,
+    };
+    let cursor = db
+        .run(
+            db.collection::<T>(collection)
+                .find(filter)
+                .sort(doc! { field: -1, "_id": -1 })
+                .limit(limit + 1)
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    db.run(cursor.try_collect()).await
 }

@@ -11,7 +11,7 @@ use super::model::{ActivityDoc, ActivityKind, ProgressDoc, ProgressStatus};
 use crate::{
     db::{
         Db, names,
-        page::{self, PageQuery},
+        page::{self, PageQuery, before_match},
     },
     error::{ApiError, ApiResult, is_duplicate_key},
 };
@@ -272,16 +272,6 @@ pub fn progress_key(p: &ProgressDoc) -> ProgressKey {
     (p.updated_at.timestamp_millis(), p.id.to_hex())
 }
 
-/// "Before `key`" in (time desc, _id desc) order, for newest-first lists.
-pub fn before_match(field: &str, key: &(i64, String)) -> ApiResult<Document> {
-    let id = ObjectId::parse_str(&key.1).map_err(|_| ApiError::bad_input("invalid cursor"))?;
-    let t = bson::DateTime::from_millis(key.0);
-    Ok(doc! { "$or": [
-        { field: { "$lt": t } },
-        { field: t, "_id": { "$lt": id } },
-    ] })
-}
-
 /// One page of a learner's progress, newest update first, and the total
 /// when asked, in one command.
 pub async fn list(
@@ -341,20 +331,15 @@ pub async fn history(
     after: Option<&ActivityKey>,
     limit: i64,
 ) -> ApiResult<Vec<ActivityDoc>> {
-    let mut filter = doc! { "user_id": user_id };
-    if let Some(a) = after.map(|k| before_match("at", k)).transpose()? {
-        filter = doc! { "$and": [filter, a] };
-    }
-    let cursor = db
-        .run(
-            db.collection::<ActivityDoc>(names::ACTIVITY)
-                .find(filter)
-                .sort(doc! { "at": -1, "_id": -1 })
-                .limit(limit + 1)
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    db.run(cursor.try_collect()).await
+    page::newest_first(
+        db,
+        names::ACTIVITY,
+        doc! { "user_id": user_id },
+        "at",
+        after,
+        limit,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -165,20 +165,8 @@ pub fn job_key(j: &JobDoc) -> JobKey {
 
 /// One page of jobs, newest first (`limit + 1` items).
 pub async fn list(db: &Db, after: Option<&JobKey>, limit: i64) -> ApiResult<Vec<JobDoc>> {
-    let filter = match after {
-        Some(k) => crate::learners::progress::before_match("created_at", k)?,
-        None => Document::new(),
-    };
-    let cursor = db
-        .run(
-            db.collection::<JobDoc>(names::JOBS)
-                .find(filter)
-                .sort(doc! { "created_at": -1, "_id": -1 })
-                .limit(limit + 1)
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    db.run(cursor.try_collect()).await
+    crate::db::page::newest_first(db, names::JOBS, Document::new(), "created_at", after, limit)
+        .await
 }
 
 /// The id of the notification of `user` from `job`: the job's second (so

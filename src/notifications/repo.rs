@@ -2,13 +2,11 @@
 //! the learner's id, served by `user_created` / `user_read_created`.
 
 use bson::{Document, doc, oid::ObjectId};
-use futures::TryStreamExt;
 
 use super::NotificationDoc;
 use crate::{
-    db::{Db, names},
+    db::{Db, names, page},
     error::ApiResult,
-    learners::progress::before_match,
 };
 
 /// Most ids `markNotificationsRead` takes at once.
@@ -37,20 +35,8 @@ pub async fn list(
     after: Option<&NotificationKey>,
     limit: i64,
 ) -> ApiResult<Vec<NotificationDoc>> {
-    let mut filter = base_filter(user_id, unread_only);
-    if let Some(a) = after.map(|k| before_match("created_at", k)).transpose()? {
-        filter = doc! { "$and": [filter, a] };
-    }
-    let cursor = db
-        .run(
-            db.collection::<NotificationDoc>(names::NOTIFICATIONS)
-                .find(filter)
-                .sort(doc! { "created_at": -1, "_id": -1 })
-                .limit(limit + 1)
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    db.run(cursor.try_collect()).await
+    let filter = base_filter(user_id, unread_only);
+    page::newest_first(db, names::NOTIFICATIONS, filter, "created_at", after, limit).await
 }
 
 /// Unread notifications of a learner (index `user_read_created`).

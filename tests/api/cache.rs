@@ -528,15 +528,7 @@ async fn metrics_expose_cache_hits_backend_breaker_and_the_pool() {
     for _ in 0..3 {
         app.ok("{ modules { totalCount } }", json!({}), None).await;
     }
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let value = |series: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(series))

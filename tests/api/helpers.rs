@@ -132,6 +132,18 @@ impl TestApp {
         body["data"].clone()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// Inserts modules directly (the admin API arrives later), returning ids.
     pub async fn insert_modules(&self, modules: Vec<Document>) -> Vec<ObjectId> {
         let now = bson::DateTime::now();

@@ -182,15 +182,7 @@ async fn publishing_notifies_every_learner_exactly_once_in_the_background() {
         1
     );
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(&format!(
             "kairos_notifications_fanned_out_total {}",
@@ -558,15 +550,7 @@ async fn deleting_a_module_mid_fan_out_cancels_it_and_no_notification_keeps_the_
     // The worker notices at its next round and unlinks what it wrote.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         if metrics.contains("kairos_notification_jobs_finished_total{state=\"cancelled\"} 1") {
             break;
         }
@@ -661,15 +645,7 @@ async fn a_failing_fan_out_is_retried_with_back_off_then_given_up_or_finished_on
     assert!(done.attempts >= 2, "{done:?}");
     assert_exactly_one_each(&db, module, &learners).await;
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("kairos_notification_jobs_finished_total{state=\"failed\"} 1"),
         "{metrics}"
