@@ -94,7 +94,11 @@ impl Application {
             settings,
         }));
         let schema = graphql::build_schema(state.clone());
-        let router = router(state.clone(), schema);
+        let documents = Arc::new(graphql::documents::Documents::new(
+            &state.settings.graphql,
+            state.cache.clone(),
+        )?);
+        let router = router(state.clone(), schema, documents);
         let listener = TcpListener::bind(state.settings.bind_addr)
             .await
             .with_context(|| format!("binding BIND_ADDR={}", state.settings.bind_addr))?;
@@ -180,12 +184,18 @@ pub async fn shutdown_signal() {
 
 /// The HTTP surface; the layers around it and their order are explained in
 /// `crate::http`.
-fn router(state: AppState, schema: KairosSchema) -> Router {
+fn router(
+    state: AppState,
+    schema: KairosSchema,
+    documents: Arc<graphql::documents::Documents>,
+) -> Router {
     let limits = &state.settings.limits;
     let graphql_routes = Router::new()
         .route(
             "/graphql",
-            get(graphql::http::get_graphql).post(graphql::http::post_graphql),
+            get(graphql::http::get_graphql)
+                .post(graphql::http::post_graphql)
+                .fallback(graphql::http::other_method),
         )
         // Only the API is rate limited: probes and scrapes must get through.
         .route_layer(crate::http::ratelimit::http_layer(
@@ -203,7 +213,7 @@ fn router(state: AppState, schema: KairosSchema) -> Router {
         .with_state(graphql::http::HttpState {
             app: state.clone(),
             schema,
-            documents: Default::default(),
+            documents,
         });
     crate::http::with_layers(routes, state.metrics.clone(), limits)
 }

@@ -37,6 +37,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub cache: CacheSettings,
     pub jobs: JobSettings,
+    pub graphql: GraphqlSettings,
     /// Serve GraphiQL on `GET /graphql` and `/` for browsers.
     pub graphiql: bool,
     /// Answer introspection queries (`__schema`, `__type`).
@@ -137,6 +138,33 @@ pub struct JobSettings {
     pub max_attempts: u32,
     /// First retry delay; doubled per attempt, capped at five minutes.
     pub retry_base: Duration,
+}
+
+/// How persisted queries are handled (`PERSISTED_QUERIES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistedMode {
+    /// Any query text is accepted; no hash is ever looked up.
+    Off,
+    /// Automatic persisted queries (the Apollo APQ protocol): a client
+    /// registers a query by sending it with its SHA-256 once, then sends the
+    /// hash alone. Query text is still accepted.
+    Automatic,
+    /// Trusted documents: only the operations of the manifest run, by hash
+    /// or by their exact text.
+    Allowlist,
+}
+
+/// GraphQL request handling.
+#[derive(Debug, Clone)]
+pub struct GraphqlSettings {
+    pub persisted: PersistedMode,
+    /// The trusted-documents manifest (`PERSISTED_QUERIES_MANIFEST`), read
+    /// at start; required in allowlist mode.
+    pub manifest: Option<std::path::PathBuf>,
+    /// How long a registered APQ document is kept in the shared cache.
+    pub persisted_ttl: Duration,
+    /// Parsed documents kept per process (0 parses every request).
+    pub document_cache_entries: u64,
 }
 
 /// A source of configuration values: the process environment in production,
@@ -369,6 +397,32 @@ impl Settings {
             bail!("invalid JOB_LEASE_SECS/JOB_POLL_MS/JOB_MAX_ATTEMPTS: must be positive");
         }
 
+        let persisted = match src.get("PERSISTED_QUERIES").as_deref().map(str::trim) {
+            None | Some("automatic" | "apq") => PersistedMode::Automatic,
+            Some("off") => PersistedMode::Off,
+            Some("allowlist") => PersistedMode::Allowlist,
+            Some(other) => {
+                bail!("invalid PERSISTED_QUERIES={other:?}: expected automatic, off or allowlist")
+            }
+        };
+        let manifest = src
+            .get("PERSISTED_QUERIES_MANIFEST")
+            .map(|p| std::path::PathBuf::from(p.trim()));
+        if persisted == PersistedMode::Allowlist && manifest.is_none() {
+            bail!(
+                "PERSISTED_QUERIES=allowlist needs PERSISTED_QUERIES_MANIFEST (the manifest file)"
+            );
+        }
+        let graphql = GraphqlSettings {
+            persisted,
+            manifest,
+            persisted_ttl: secs(src, "CACHE_TTL_PERSISTED_QUERIES_SECS", 7 * 24 * 3600)?,
+            document_cache_entries: parse_or(src, "GRAPHQL_DOCUMENT_CACHE_ENTRIES", 1_000u64)?,
+        };
+        if graphql.persisted_ttl.is_zero() {
+            bail!("invalid CACHE_TTL_PERSISTED_QUERIES_SECS: must be at least 1");
+        }
+
         let activity_retention_days = parse_or(src, "ACTIVITY_RETENTION_DAYS", 365u32)?;
         if activity_retention_days == 0 {
             bail!("invalid ACTIVITY_RETENTION_DAYS: must be at least 1");
@@ -383,6 +437,7 @@ impl Settings {
             limits,
             cache,
             jobs,
+            graphql,
             graphiql: parse_bool(src, "GRAPHIQL", !production)?,
             introspection: parse_bool(src, "INTROSPECTION", !production)?,
             activity_retention_days,

@@ -20,6 +20,17 @@ pub enum Code {
 }
 
 impl Code {
+    pub const ALL: [Code; 8] = [
+        Code::Unauthenticated,
+        Code::Forbidden,
+        Code::BadUserInput,
+        Code::NotFound,
+        Code::Conflict,
+        Code::RateLimited,
+        Code::Unavailable,
+        Code::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Unauthenticated => "UNAUTHENTICATED",

@@ -223,6 +223,7 @@ pub struct AdminQuery;
 #[Object]
 impl AdminQuery {
     /// Admin only.
+    #[graphql(cache_control(no_cache))]
     async fn admin_dashboard(&self, ctx: &Context<'_>) -> GqlResult<AdminDashboard> {
         require_admin(ctx)?;
         let app = app(ctx);
@@ -240,7 +241,10 @@ impl AdminQuery {
 
     /// Admin only. `search` matches email or username prefix,
     /// case-insensitively.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    #[graphql(
+        complexity = "crate::graphql::page_cost(first, child_complexity)",
+        cache_control(no_cache)
+    )]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -299,6 +303,7 @@ impl AdminQuery {
     }
 
     /// Admin only.
+    #[graphql(cache_control(no_cache))]
     async fn cache_stats(&self, ctx: &Context<'_>) -> GqlResult<CacheStats> {
         require_admin(ctx)?;
         let r = app(ctx).cache.report().await;

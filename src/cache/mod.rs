@@ -442,6 +442,49 @@ impl Cache {
         payload.and_then(|p| rmp_serde::from_slice(&p).ok())
     }
 
+    /// A value that never changes under its key (a persisted query by its
+    /// hash): Redis first, else memory. No generations are involved.
+    pub async fn get_immutable(&self, key: &str) -> Option<Vec<u8>> {
+        if self.settings.disabled {
+            return None;
+        }
+        if let Some(redis) = self.redis_usable() {
+            match redis.get(key).await {
+                Ok(Some(v)) => return Some(v),
+                Ok(None) => {}
+                Err(()) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.memory
+            .get(key)
+            .await
+            .map(|e| e.envelope.payload.clone())
+    }
+
+    /// Stores an immutable value for `ttl` in Redis, where every instance
+    /// sees it, else in memory.
+    pub async fn put_immutable(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        if self.settings.disabled {
+            return;
+        }
+        if let Some(redis) = self.redis_usable() {
+            if redis.set(key, value.clone(), ttl).await.is_ok() {
+                return;
+            }
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let entry = MemEntry {
+            envelope: Arc::new(Envelope {
+                gens: Vec::new(),
+                payload: value,
+            }),
+            ttl,
+        };
+        self.memory.insert(key.to_string(), entry).await;
+    }
+
     /// Makes every value depending on `scopes` stale, on every instance,
     /// before returning. Never fails: an invalidation that cannot reach
     /// Redis opens the breaker, and Redis is flushed (by epoch) on return.

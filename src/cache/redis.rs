@@ -99,6 +99,12 @@ impl RedisBackend {
         Ok((value, gens))
     }
 
+    /// The value of `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ()> {
+        let value: Value = self.call(self.pool.get(self.key(key))).await?;
+        Ok(value.as_bytes().map(<[u8]>::to_vec))
+    }
+
     pub async fn set(&self, key: &str, bytes: Vec<u8>, ttl: Duration) -> Result<(), ()> {
         let ex = Expiration::EX(ttl.as_secs().max(1) as i64);
         self.call(

@@ -101,7 +101,10 @@ impl CatalogueQuery {
     /// (position, id). `search` matches title, summary and tags,
     /// case-insensitively.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    #[graphql(
+        complexity = "crate::graphql::page_cost(first, child_complexity)",
+        cache_control(max_age = 60)
+    )]
     async fn modules(
         &self,
         ctx: &Context<'_>,
@@ -136,6 +139,7 @@ impl CatalogueQuery {
 
     /// Exactly one of id or slug must be given. Unpublished modules are
     /// NOT_FOUND for non-admins.
+    #[graphql(cache_control(max_age = 60))]
     async fn module(
         &self,
         ctx: &Context<'_>,

@@ -7,10 +7,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    dataloader::DataLoader, http::GraphiQLSource, parser::types::ExecutableDocument,
-    parser::types::OperationType,
-};
+use async_graphql::{dataloader::DataLoader, http::GraphiQLSource, parser::types::OperationType};
 use axum::{
     body::Bytes,
     extract::{RawQuery, State, rejection::BytesRejection},
@@ -19,7 +16,10 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::KairosSchema;
+use super::{
+    KairosSchema,
+    documents::{Documents, Refusal},
+};
 use crate::{
     app::AppState,
     catalogue::loaders::{ContentLoader, ModuleLoader},
@@ -36,51 +36,88 @@ use crate::{
 pub struct HttpState {
     pub app: AppState,
     pub schema: KairosSchema,
-    /// Parsed documents by query text: a client repeating a query (what an
-    /// SPA does) skips parsing; validation still runs every time.
-    pub documents: DocumentCache,
-}
-
-/// A bounded cache of parsed GraphQL documents.
-#[derive(Clone)]
-pub struct DocumentCache(moka::sync::Cache<String, Arc<ExecutableDocument>>);
-
-/// Queries longer than this are parsed every time rather than kept.
-const MAX_CACHED_QUERY: usize = 16 * 1024;
-
-impl Default for DocumentCache {
-    fn default() -> Self {
-        DocumentCache(moka::sync::Cache::new(1_000))
-    }
-}
-
-impl DocumentCache {
-    /// Gives `request` its parsed document, from the cache when the same
-    /// text was parsed before; returns it (None when it does not parse).
-    fn prepare(&self, request: &mut async_graphql::Request) -> Option<Arc<ExecutableDocument>> {
-        if let Some(doc) = self.0.get(&request.query) {
-            request.set_parsed_query((*doc).clone());
-            return Some(doc);
-        }
-        let doc = Arc::new(request.parsed_query().ok()?.clone());
-        if request.query.len() <= MAX_CACHED_QUERY {
-            self.0.insert(request.query.clone(), doc.clone());
-        }
-        Some(doc)
-    }
+    /// Parsed, persisted and trusted documents.
+    pub documents: Arc<Documents>,
 }
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
+/// The media type of a GraphQL response, from the request's `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// `application/json`: every well-formed request gets 200 (the legacy
+    /// behaviour every client understands).
+    Json,
+    /// `application/graphql-response+json`: a request that fails before
+    /// execution gets a 4xx and no `data`.
+    GraphqlResponse,
+}
+
+impl Media {
+    fn as_str(self) -> &'static str {
+        match self {
+            Media::Json => "application/json",
+            Media::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
+        }
+    }
+}
+
+/// Content negotiation of the GraphQL over HTTP spec: the acceptable type
+/// with the highest `q` (the first listed on a tie); no `Accept` header,
+/// `*/*` and `application/*` mean `application/json`. `None` when nothing
+/// acceptable is offered (406).
+pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let mut offered = false;
+    let mut best: Option<(f32, Media)> = None;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            if media.is_empty() {
+                continue;
+            }
+            offered = true;
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let candidate = match media.as_str() {
+                GRAPHQL_RESPONSE_JSON => Media::GraphqlResponse,
+                "application/json" | "application/*" | "*/*" => Media::Json,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
+                best = Some((q, candidate));
+            }
+        }
+    }
+    match best {
+        Some((_, media)) => Some(media),
+        None if !offered => Some(Media::Json),
+        None => None,
+    }
+}
+
 /// A response body of the GraphQL shape carrying one error.
 pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
-    let body =
-        json!({ "errors": [ { "message": message, "extensions": { "code": code.as_str() } } ] });
+    error_response_with(status, code, message, json!({}))
+}
+
+/// [`error_response`] with more `extensions` entries.
+fn error_response_with(status: StatusCode, code: Code, message: &str, extra: Value) -> Response {
+    let mut extensions = json!({ "code": code.as_str() });
+    if let (Some(ext), Value::Object(extra)) = (extensions.as_object_mut(), extra) {
+        ext.extend(extra);
+    }
+    let body = json!({ "errors": [ { "message": message, "extensions": extensions } ] });
     let mut resp = (status, axum::Json(body)).into_response();
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     resp.extensions_mut().insert(Outcome {
         operation: String::new(),
         codes: vec![code.as_str()],
@@ -98,12 +135,6 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|part| part.trim().starts_with(media)))
-}
-
-/// Which response media type the client asked for: the GraphQL one only
-/// when it lists it; plain JSON for everyone else.
-fn wants_graphql_response(headers: &HeaderMap) -> bool {
-    accepts(headers, GRAPHQL_RESPONSE_JSON)
 }
 
 /// The viewer of a request: `Ok(None)` without a header, an error for a
@@ -134,21 +165,51 @@ fn viewer_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Viewer>, Box<
         .ok_or_else(unauthenticated)
 }
 
+/// How a request arrived; GET may only read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
 /// Runs one GraphQL request with its per-request data and shapes the reply.
 async fn execute(
     http: &HttpState,
     headers: &HeaderMap,
     peer: Peer,
-    request: async_graphql::Request,
+    method: Method,
+    media: Media,
+    mut request: async_graphql::Request,
 ) -> Response {
     let viewer = match viewer_of(&http.app, headers) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
+    let document = match http.documents.prepare(&mut request).await {
+        Ok(doc) => doc,
+        Err(refusal) => return refused(refusal),
+    };
+    let op_type = document
+        .as_deref()
+        .and_then(|d| d.operation_type(request.operation_name.as_deref()));
+    if method == Method::Get && op_type == Some(OperationType::Mutation) {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::BadUserInput,
+            "mutations must be sent with POST",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let operation = document
+        .as_deref()
+        .map(|d| d.operation_name(request.operation_name.as_deref()))
+        .unwrap_or_default();
     let app = &http.app;
     // DataLoaders live for one request: they carry the viewer and must never
     // serve one caller's data to another.
-    let mut request = request
+    request = request
         .data(DataLoader::new(
             ContentLoader::new(app.clone()),
             tokio::spawn,
@@ -157,6 +218,7 @@ async fn execute(
             ModuleLoader::new(app.clone()),
             tokio::spawn,
         ));
+    let signed_in = viewer.is_some();
     if let Some(viewer) = viewer {
         request = request.data(viewer).data(DataLoader::new(
             ProgressLoader::new(app.clone(), viewer),
@@ -166,51 +228,64 @@ async fn execute(
     if let Some(ip) = client_ip(headers, peer.0, app.settings.limits.trust_proxy) {
         request = request.data(ClientAddr(ip));
     }
-    let document = http.documents.prepare(&mut request);
-    let operation = operation_name(&request, document.as_deref());
     let response = http.schema.execute(request).await;
-    let mut resp = shape(response, wants_graphql_response(headers));
+    let cache_control = cache_control(&response, op_type, signed_in);
+    let mut resp = shape(response, media);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, cache_control);
     if let Some(outcome) = resp.extensions_mut().get_mut::<Outcome>() {
         outcome.operation = operation;
     }
     resp
 }
 
-/// The name of the operation a request runs, for logs and metrics: the
-/// `operationName` it gives, else the name of its only operation.
-fn operation_name(request: &async_graphql::Request, doc: Option<&ExecutableDocument>) -> String {
-    if let Some(name) = &request.operation_name {
-        return name.clone();
+/// A document refused before parsing (persisted queries).
+fn refused(refusal: Refusal) -> Response {
+    let (status, code, message, reason) = refusal.parts();
+    error_response_with(status, code, message, json!({ "reason": reason }))
+}
+
+const NO_STORE: &str = "no-store";
+
+/// The `Cache-Control` of a GraphQL response, from the schema's cache
+/// hints: `public, max-age` only for an anonymous query that succeeded and
+/// selected nothing but hinted public fields (the catalogue); `private,
+/// no-store` for anything a signed-in caller reads (per-user data must never
+/// be served stale after a write); `no-store` otherwise (mutations, errors,
+/// fields hinted `no_cache`).
+fn cache_control(
+    response: &async_graphql::Response,
+    op_type: Option<OperationType>,
+    signed_in: bool,
+) -> HeaderValue {
+    let hints = response.cache_control;
+    if signed_in {
+        HeaderValue::from_static("private, no-store")
+    } else if op_type == Some(OperationType::Query)
+        && response.errors.is_empty()
+        && hints.public
+        && hints.max_age > 0
+    {
+        HeaderValue::from_str(&format!("public, max-age={}", hints.max_age))
+            .unwrap_or(HeaderValue::from_static(NO_STORE))
+    } else {
+        HeaderValue::from_static(NO_STORE)
     }
-    let Some(doc) = doc else {
-        return String::new();
-    };
-    doc.operations
-        .iter()
-        .next()
-        .and_then(|(name, _)| name.map(|n| n.to_string()))
-        .unwrap_or_default()
 }
 
 /// Serializes a GraphQL response: every error gets a code (errors raised by
-/// parsing, validation and coercion have none and are the client's), and a
-/// request that never executed is a 400 for clients of the GraphQL media type.
-fn shape(response: async_graphql::Response, graphql_media: bool) -> Response {
+/// parsing, validation and coercion have none and are the client's). A
+/// request that never executed has no `data` and, for clients of the
+/// GraphQL media type, a 400.
+fn shape(response: async_graphql::Response, media: Media) -> Response {
+    let content_type = HeaderValue::from_static(media.as_str());
     if response.errors.is_empty() {
         // The hot path: serialize once, straight to bytes.
-        let media = if graphql_media {
-            GRAPHQL_RESPONSE_JSON
-        } else {
-            "application/json"
-        };
         let bytes = serde_json::to_vec(&response).unwrap_or_default();
         let mut resp = (StatusCode::OK, bytes).into_response();
         resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
-        resp.extensions_mut().insert(Outcome {
-            operation: String::new(),
-            codes: Vec::new(),
-        });
+            .insert(header::CONTENT_TYPE, content_type);
+        resp.extensions_mut().insert(Outcome::default());
         return resp;
     }
     let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
@@ -231,22 +306,23 @@ fn shape(response: async_graphql::Response, graphql_media: bool) -> Response {
             }
         }
     }
-    let (status, media) = if graphql_media {
-        if request_error {
-            if let Some(o) = body.as_object_mut() {
-                o.remove("data");
-            }
-            (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE_JSON)
-        } else {
-            (StatusCode::OK, GRAPHQL_RESPONSE_JSON)
+    let status = if request_error {
+        // "Before execution" (syntax, validation, variable coercion): the
+        // response has no `data` entry, whatever the media type.
+        if let Some(o) = body.as_object_mut() {
+            o.remove("data");
+        }
+        match media {
+            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+            Media::Json => StatusCode::OK,
         }
     } else {
-        (StatusCode::OK, "application/json")
+        StatusCode::OK
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut resp = (status, bytes).into_response();
     resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+        .insert(header::CONTENT_TYPE, content_type);
     resp.extensions_mut().insert(Outcome {
         operation: String::new(),
         codes,
@@ -257,23 +333,25 @@ fn shape(response: async_graphql::Response, graphql_media: bool) -> Response {
 /// The public code named `code`, as a static label (INTERNAL for anything
 /// unknown, which would be a bug worth seeing in the metrics).
 fn public_code(code: &str) -> &'static str {
-    [
-        Code::Unauthenticated,
-        Code::Forbidden,
-        Code::BadUserInput,
-        Code::NotFound,
-        Code::Conflict,
-        Code::RateLimited,
-        Code::Unavailable,
-        Code::Internal,
-    ]
-    .into_iter()
-    .map(Code::as_str)
-    .find(|c| *c == code)
-    .unwrap_or(Code::Internal.as_str())
+    Code::ALL
+        .into_iter()
+        .map(Code::as_str)
+        .find(|c| *c == code)
+        .unwrap_or(Code::Internal.as_str())
 }
 
-/// `POST /graphql`: a JSON body `{query, variables?, operationName?}`.
+/// 406 for a client that accepts none of the GraphQL response types.
+fn not_acceptable() -> Response {
+    error_response(
+        StatusCode::NOT_ACCEPTABLE,
+        Code::BadUserInput,
+        "Accept must allow application/graphql-response+json or application/json",
+    )
+}
+
+/// `POST /graphql`: a JSON body `{query, variables?, operationName?,
+/// extensions?}`. Other body types (forms, multipart, text/plain: what a
+/// cross-site page can send without a preflight) are refused with 415.
 pub async fn post_graphql(
     State(http): State<HttpState>,
     peer: Peer,
@@ -292,21 +370,16 @@ pub async fn post_graphql(
             return error_response(status, Code::BadUserInput, message);
         }
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !(content_type.starts_with("application/json")
-        || content_type.starts_with(GRAPHQL_RESPONSE_JSON)
-        || content_type.starts_with("application/graphql+json"))
-    {
+    if !is_json_body(&headers) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::BadUserInput,
-            "POST bodies must be application/json",
+            "POST bodies must be application/json (charset utf-8)",
         );
     }
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(_) => return bad_request("the body is not valid JSON"),
@@ -322,7 +395,32 @@ pub async fn post_graphql(
             );
         }
     };
-    execute(&http, &headers, peer, request).await
+    execute(&http, &headers, peer, Method::Post, media, request).await
+}
+
+/// Whether the body is declared JSON: `application/json` (or the GraphQL
+/// JSON types) with no charset or utf-8.
+fn is_json_body(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let charset_ok = parts.all(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        match p.strip_prefix("charset=") {
+            Some(cs) => matches!(cs.trim_matches('"'), "utf-8" | "utf8"),
+            None => true,
+        }
+    });
+    charset_ok
+        && matches!(
+            media.as_str(),
+            "application/json" | GRAPHQL_RESPONSE_JSON | "application/graphql+json"
+        )
 }
 
 /// `GET /graphql`: GraphiQL for a browser, else a query from the URL.
@@ -336,38 +434,30 @@ pub async fn get_graphql(
     if query.is_empty() && accepts(&headers, "text/html") {
         return graphiql(&http);
     }
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
     let request = match async_graphql::http::parse_query_string(&query) {
         Ok(r) => r,
         Err(_) => {
             return bad_request(
-                "GET requests need `query` (and optional `variables` as JSON, `operationName`)",
+                "GET requests need `query` (and optional `variables` and `extensions` as JSON, `operationName`)",
             );
         }
     };
-    if is_mutation(&request) {
-        let mut resp = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            Code::BadUserInput,
-            "mutations must be sent with POST",
-        );
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return resp;
-    }
-    execute(&http, &headers, peer, request).await
+    execute(&http, &headers, peer, Method::Get, media, request).await
 }
 
-/// Whether the operation a request selects is a mutation (an unparsable
-/// document is left to the executor to report).
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    let name = request.operation_name.as_deref();
-    doc.operations.iter().any(|(op_name, op)| {
-        (name.is_none() || op_name.map(|n| n.as_str()) == name)
-            && op.node.ty == OperationType::Mutation
-    })
+/// Any other method on `/graphql`: 405 with the methods it takes.
+pub async fn other_method() -> Response {
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::BadUserInput,
+        "use POST (or GET for queries)",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    resp
 }
 
 /// `GET /`: GraphiQL when enabled, else a pointer to the endpoint.
@@ -393,23 +483,55 @@ fn graphiql(http: &HttpState) -> Response {
 }
 
 #[cfg(test)]
-mod document_cache_tests {
+mod tests {
     use super::*;
 
+    fn with(name: header::HeaderName, values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(name.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
     #[test]
-    fn a_repeated_query_is_parsed_once_and_a_broken_one_is_not_kept() {
-        let cache = DocumentCache::default();
-        let mut first = async_graphql::Request::new("{ modules { totalCount } }");
-        let mut second = async_graphql::Request::new("{ modules { totalCount } }");
-        let a = cache.prepare(&mut first).expect("parses");
-        let b = cache.prepare(&mut second).expect("parses");
-        assert!(
-            Arc::ptr_eq(&a, &b),
-            "the second request reuses the parsed document"
+    fn negotiation_follows_the_graphql_over_http_spec() {
+        let accept = |v: &[&str]| negotiate(&with(header::ACCEPT, v));
+        assert_eq!(accept(&[]), Some(Media::Json));
+        assert_eq!(accept(&["application/json"]), Some(Media::Json));
+        assert_eq!(accept(&["*/*"]), Some(Media::Json));
+        assert_eq!(
+            accept(&["application/graphql-response+json, application/json;q=0.9"]),
+            Some(Media::GraphqlResponse)
         );
-        let mut broken = async_graphql::Request::new("{ modules { ");
-        assert!(cache.prepare(&mut broken).is_none());
-        cache.0.run_pending_tasks();
-        assert_eq!(cache.0.entry_count(), 1);
+        assert_eq!(
+            accept(&["application/json;q=0.5, application/graphql-response+json"]),
+            Some(Media::GraphqlResponse)
+        );
+        assert_eq!(
+            accept(&["application/graphql-response+json;q=0.1", "application/json"]),
+            Some(Media::Json)
+        );
+        assert_eq!(
+            accept(&["application/json; charset=utf-8"]),
+            Some(Media::Json)
+        );
+        assert_eq!(accept(&["text/html"]), None);
+        assert_eq!(accept(&["application/xml, text/plain;q=0.5"]), None);
+        assert_eq!(accept(&["application/json;q=0"]), None);
+    }
+
+    #[test]
+    fn only_json_bodies_in_utf_8_are_taken() {
+        let ok = |v: &str| is_json_body(&with(header::CONTENT_TYPE, &[v]));
+        assert!(ok("application/json"));
+        assert!(ok("Application/JSON; charset=UTF-8"));
+        assert!(ok("application/graphql-response+json"));
+        assert!(!ok("application/json; charset=latin1"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/x-www-form-urlencoded"));
+        assert!(!ok("multipart/form-data; boundary=x"));
+        assert!(!ok("application/jsonp"));
+        assert!(!is_json_body(&HeaderMap::new()));
     }
 }

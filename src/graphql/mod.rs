@@ -1,6 +1,7 @@
 //! Schema assembly: the merged Query and Mutation roots of every domain,
 //! the limits, and the helpers resolvers use to reach per-request data.
 
+pub mod documents;
 pub mod http;
 pub mod limits;
 pub mod pagination;
@@ -51,7 +52,9 @@ pub fn build_schema(state: AppState) -> KairosSchema {
         })
         .data(state.clone());
     if !state.settings.introspection {
-        builder = builder.disable_introspection();
+        // "Did you mean …" names fields a caller did not ask for: it reveals
+        // the schema as surely as introspection does.
+        builder = builder.disable_introspection().disable_suggestions();
     }
     builder.finish()
 }

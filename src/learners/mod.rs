@@ -263,6 +263,7 @@ pub struct LearnerQuery;
 #[Object]
 impl LearnerQuery {
     /// The signed-in user, or null for an anonymous caller.
+    #[graphql(cache_control(no_cache))]
     async fn me(&self, ctx: &Context<'_>) -> GqlResult<Option<User>> {
         let Some(v) = viewer(ctx) else {
             return Ok(None);
@@ -270,6 +271,7 @@ impl LearnerQuery {
         Ok(users::find_by_id(&app(ctx).db, v.user_id).await?.map(User))
     }
 
+    #[graphql(cache_control(no_cache))]
     async fn availability(
         &self,
         ctx: &Context<'_>,
@@ -298,7 +300,10 @@ impl LearnerQuery {
     }
 
     /// The signed-in learner's progress, most recently updated first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    #[graphql(
+        complexity = "crate::graphql::page_cost(first, child_complexity)",
+        cache_control(no_cache)
+    )]
     async fn my_progress(
         &self,
         ctx: &Context<'_>,
@@ -351,6 +356,7 @@ impl LearnerQuery {
     }
 
     /// The signed-in learner's statistics; an admin may pass another userId.
+    #[graphql(cache_control(no_cache))]
     async fn progress_stats(
         &self,
         ctx: &Context<'_>,
@@ -375,7 +381,10 @@ impl LearnerQuery {
 
     /// The signed-in learner's activity, newest first; an admin may pass
     /// another userId.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    #[graphql(
+        complexity = "crate::graphql::page_cost(first, child_complexity)",
+        cache_control(no_cache)
+    )]
     async fn history(
         &self,
         ctx: &Context<'_>,

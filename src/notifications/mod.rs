@@ -78,7 +78,10 @@ pub struct NotificationQuery;
 #[Object]
 impl NotificationQuery {
     /// Newest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    #[graphql(
+        complexity = "crate::graphql::page_cost(first, child_complexity)",
+        cache_control(no_cache)
+    )]
     #[tracing::instrument(skip_all)]
     async fn notifications(
         &self,
@@ -109,6 +112,7 @@ impl NotificationQuery {
     }
 
     /// The viewer's unread notifications (an index-backed count).
+    #[graphql(cache_control(no_cache))]
     async fn unread_notification_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
         let viewer = *require_viewer(ctx)?;
         Ok(repo::unread_count(&app(ctx).db, viewer.user_id).await?)
