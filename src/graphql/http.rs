@@ -437,15 +437,40 @@ pub async fn get_graphql(
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
-    let request = match async_graphql::http::parse_query_string(&query) {
-        Ok(r) => r,
-        Err(_) => {
+    let request = match parse_get(&query) {
+        Some(r) => r,
+        None => {
             return bad_request(
-                "GET requests need `query` (and optional `variables` and `extensions` as JSON, `operationName`)",
+                "GET requests need `query` or a persisted-query hash in `extensions` (with optional `variables` and `extensions` as JSON, and `operationName`)",
             );
         }
     };
     execute(&http, &headers, peer, Method::Get, media, request).await
+}
+
+/// The request of a GET query string: `query`, `operationName`, and
+/// `variables` and `extensions` as JSON (async-graphql's own parser reads
+/// `operation_name`, which no client sends).
+fn parse_get(query_string: &str) -> Option<async_graphql::Request> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(default)]
+        query: String,
+        #[serde(rename = "operationName")]
+        operation_name: Option<String>,
+        variables: Option<String>,
+        extensions: Option<String>,
+    }
+    let params: Params = serde_urlencoded::from_str(query_string).ok()?;
+    let mut request = async_graphql::Request::new(params.query);
+    request.operation_name = params.operation_name.filter(|n| !n.is_empty());
+    if let Some(vars) = params.variables.filter(|v| !v.is_empty()) {
+        request.variables = serde_json::from_str(&vars).ok()?;
+    }
+    if let Some(ext) = params.extensions.filter(|e| !e.is_empty()) {
+        request.extensions = serde_json::from_str(&ext).ok()?;
+    }
+    Some(request)
 }
 
 /// Any other method on `/graphql`: 405 with the methods it takes.
@@ -509,7 +534,10 @@ mod tests {
             Some(Media::GraphqlResponse)
         );
         assert_eq!(
-            accept(&["application/graphql-response+json;q=0.1", "application/json"]),
+            accept(&[
+                "application/graphql-response+json;q=0.1",
+                "application/json"
+            ]),
             Some(Media::Json)
         );
         assert_eq!(
@@ -519,6 +547,20 @@ mod tests {
         assert_eq!(accept(&["text/html"]), None);
         assert_eq!(accept(&["application/xml, text/plain;q=0.5"]), None);
         assert_eq!(accept(&["application/json;q=0"]), None);
+    }
+
+    #[test]
+    fn a_get_query_string_gives_query_operation_variables_and_extensions() {
+        let r = parse_get(
+            "query=query%20Q(%24n%3A%20Int)%20%7B%20a%20%7D&operationName=Q&variables=%7B%22n%22%3A3%7D&extensions=%7B%7D",
+        )
+        .unwrap();
+        assert_eq!(r.query, "query Q($n: Int) { a }");
+        assert_eq!(r.operation_name.as_deref(), Some("Q"));
+        assert_eq!(r.variables.get("n"), Some(&async_graphql::Value::from(3)));
+        assert!(parse_get("query=%7Ba%7D&variables=not-json").is_none());
+        assert!(parse_get("query=%7Ba%7D&extensions=%5B").is_none());
+        assert_eq!(parse_get("").unwrap().query, "");
     }
 
     #[test]

@@ -94,7 +94,7 @@ async fn cache_stats(app: &TestApp, admin: &str) -> Value {
 
 /// Waits until the instance reports `backend` (the breaker's probe runs
 /// every 50 ms with a back-off of at most 15 s).
-async fn wait_backend(app: &TestApp, admin: &str, backend: &str) {
+pub async fn wait_backend(app: &TestApp, admin: &str, backend: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if cache_stats(app, admin).await["backend"] == backend {
@@ -105,7 +105,7 @@ async fn wait_backend(app: &TestApp, admin: &str, backend: &str) {
     }
 }
 
-fn redis_settings<'a>(url: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> {
+pub fn redis_settings<'a>(url: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("REDIS_URL", url),
         ("CACHE_KEY_PREFIX", prefix),
@@ -113,7 +113,7 @@ fn redis_settings<'a>(url: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> 
     ]
 }
 
-fn unique_prefix() -> String {
+pub fn unique_prefix() -> String {
     format!("kt{}:", ObjectId::new().to_hex())
 }
 
