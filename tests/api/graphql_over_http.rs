@@ -449,9 +449,7 @@ async fn anonymous_catalogue_reads_are_public_and_anything_per_user_is_not() {
     let by_get = cc(get(&app, &[("query", PAGE)], &[]).await.1);
     let availability = "{ availability(username: \"someone\") { usernameAvailable } }";
     let public_fields = cc(post(&app, &json!({ "query": availability }), &[]).await.1);
-    let mixed = format!(
-        "{{ modules {{ totalCount }} availability(username: \"x1y\") {{ usernameAvailable }} }}"
-    );
+    let mixed = "{ modules { totalCount } availability(username: \"x1y\") { usernameAvailable } }";
     let mixed = cc(post(&app, &json!({ "query": mixed }), &[]).await.1);
     let signed_in = cc(post(
         &app,
