@@ -6,8 +6,15 @@
 //! serialization work. This extension counts the fields a document names,
 //! right after parsing and before any validation, and refuses documents
 //! that name more than the complexity budget: no sensible query does.
+//!
+//! Depth is measured here too rather than by async-graphql's
+//! `limit_depth`, which counts introspection: the query every developer
+//! tool sends (GraphiQL, codegen, Apollo's tooling) nests `ofType` nine
+//! times and would be refused. Introspection's depth is bounded by the
+//! schema, not by data, and its fields still count toward `FieldCount`;
+//! with introspection off (production) it answers nothing anyway.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::{
     ServerError, ServerResult, Variables,
@@ -54,6 +61,87 @@ impl Extension for FieldCountCheck {
     }
 }
 
+/// Refuses documents whose fields nest deeper than `max`, not counting
+/// introspection (`__schema`, `__type`); see the module documentation.
+pub struct Depth {
+    pub max: usize,
+}
+
+impl ExtensionFactory for Depth {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DepthCheck { max: self.max })
+    }
+}
+
+struct DepthCheck {
+    max: usize,
+}
+
+#[async_trait::async_trait]
+impl Extension for DepthCheck {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let depth = depth(&doc);
+        if depth > self.max {
+            return Err(ServerError::new(
+                format!(
+                    "the query nests fields {depth} deep; at most {} are allowed",
+                    self.max
+                ),
+                None,
+            ));
+        }
+        Ok(doc)
+    }
+}
+
+/// The deepest nesting of fields in the operations of `doc`, fragments
+/// inlined as async-graphql's own depth limit counts them, introspection
+/// subtrees left out. A fragment spread inside itself (refused later by
+/// validation) is not followed again.
+pub fn depth(doc: &ExecutableDocument) -> usize {
+    fn in_set<'a>(
+        doc: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        spreading: &mut HashSet<&'a str>,
+    ) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => match f.node.name.node.as_str() {
+                    "__schema" | "__type" => 0,
+                    _ => 1 + in_set(doc, &f.node.selection_set.node, spreading),
+                },
+                Selection::InlineFragment(f) => in_set(doc, &f.node.selection_set.node, spreading),
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    let Some(fragment) = doc.fragments.get(&s.node.fragment_name.node) else {
+                        return 0;
+                    };
+                    if !spreading.insert(name) {
+                        return 0;
+                    }
+                    let d = in_set(doc, &fragment.node.selection_set.node, spreading);
+                    spreading.remove(name);
+                    d
+                }
+            })
+            .max()
+            .unwrap_or(0)
+    }
+    doc.operations
+        .iter()
+        .map(|(_, op)| in_set(doc, &op.node.selection_set.node, &mut HashSet::new()))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Fields named in the operations and fragments of `doc`, each once.
 pub fn count_fields(doc: &ExecutableDocument) -> usize {
     fn in_set(set: &SelectionSet) -> usize {
@@ -90,5 +178,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(count_fields(&doc), 6);
+    }
+
+    fn depth_of(query: &str) -> usize {
+        depth(&async_graphql::parser::parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn depth_counts_fields_through_fragments_as_async_graphql_does() {
+        assert_eq!(depth_of("{ me { id } }"), 2);
+        assert_eq!(
+            depth_of("{ a { ...F } } fragment F on A { b { ... on B { c { d } } } }"),
+            4
+        );
+        assert_eq!(depth_of("query A { a } query B { a { b { c } } }"), 3);
+    }
+
+    #[test]
+    fn depth_leaves_introspection_out_but_not_what_sits_beside_it() {
+        let type_ref = "kind name ofType { ".repeat(9) + "name" + &" }".repeat(9);
+        let introspection = format!(
+            "{{ __schema {{ types {{ fields {{ args {{ type {{ {type_ref} }} }} }} }} }} }}"
+        );
+        assert_eq!(depth_of(&introspection), 0);
+        assert_eq!(depth_of("{ __type(name: \"A\") { name } me { id } }"), 2);
+    }
+
+    #[test]
+    fn a_fragment_spread_inside_itself_does_not_loop() {
+        assert_eq!(depth_of("{ ...F } fragment F on Query { me { ...F } }"), 1);
     }
 }

@@ -42,7 +42,9 @@ const MAX_DIRECTIVES_PER_FIELD: usize = 4;
 pub fn build_schema(state: AppState) -> KairosSchema {
     let limits = state.settings.limits.clone();
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(limits.query_depth)
+        .extension(self::limits::Depth {
+            max: limits.query_depth,
+        })
         .limit_complexity(limits.query_complexity)
         // The contract's directives (`@skip`, `@include`) make sense once
         // per field; thousands on one field are only work for the server.
