@@ -205,6 +205,10 @@ fn router(
     let routes = Router::new()
         .merge(graphql_routes)
         .route("/", get(graphql::http::graphiql_root))
+        .route(
+            "/graphiql/assets/{digest}/{name}",
+            get(graphql::graphiql::asset),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(crate::http::metrics::endpoint))

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::{dataloader::DataLoader, http::GraphiQLSource, parser::types::OperationType};
+use async_graphql::{dataloader::DataLoader, parser::types::OperationType};
 use axum::{
     body::Bytes,
     extract::{RawQuery, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
 
@@ -491,20 +491,7 @@ pub async fn graphiql_root(State(http): State<HttpState>) -> Response {
 }
 
 fn graphiql(http: &HttpState) -> Response {
-    if !http.app.settings.graphiql {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            Code::NotFound,
-            "GraphiQL is disabled; POST queries to /graphql",
-        );
-    }
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("Kairos GraphiQL")
-            .finish(),
-    )
-    .into_response()
+    super::graphiql::page(http.app.settings.graphiql)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the limits, and the helpers resolvers use to reach per-request data.
 
 pub mod documents;
+pub mod graphiql;
 pub mod http;
 pub mod limits;
 pub mod pagination;

@@ -1,0 +1,67 @@
+// Kairos GraphiQL bootstrap. Served as a file from this origin (never
+// inline) so the page's Content-Security-Policy can be script-src 'self'.
+// React, ReactDOM and GraphiQL are the globals of the vendored UMD builds.
+(function () {
+  'use strict';
+
+  var root = document.getElementById('graphiql');
+  var endpoint = root.getAttribute('data-endpoint') || '/graphql';
+
+  var defaultQuery = [
+    '# Welcome to Kairos GraphiQL.',
+    '#',
+    '# Public queries need no token. To act as a user, run the `login`',
+    '# mutation, then put its token in the Headers tab below:',
+    '#',
+    '#   { "Authorization": "Bearer <token>" }',
+    '#',
+    '# Headers are kept only for this page, never stored.',
+    '',
+    '{',
+    '  modules(first: 5) {',
+    '    totalCount',
+    '    edges {',
+    '      node {',
+    '        id',
+    '        title',
+    '      }',
+    '    }',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+
+  // One POST per operation, as an SPA sends it. The headers typed in the
+  // editor win over ours (Headers.set ignores case).
+  async function fetcher(params, options) {
+    var headers = new Headers({
+      'Content-Type': 'application/json',
+      Accept: 'application/graphql-response+json, application/json',
+    });
+    var extra = (options && options.headers) || {};
+    Object.keys(extra).forEach(function (name) {
+      headers.set(name, String(extra[name]));
+    });
+    var response = await fetch(endpoint, {
+      method: 'POST',
+      headers: headers,
+      body: JSON.stringify(params),
+      credentials: 'omit',
+    });
+    var text = await response.text();
+    try {
+      return JSON.parse(text);
+    } catch (_) {
+      return { errors: [{ message: 'HTTP ' + response.status + ': ' + text }] };
+    }
+  }
+
+  ReactDOM.createRoot(root).render(
+    React.createElement(GraphiQL, {
+      fetcher: fetcher,
+      defaultQuery: defaultQuery,
+      isHeadersEditorEnabled: true,
+      shouldPersistHeaders: false,
+    }),
+  );
+})();
