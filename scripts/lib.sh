@@ -1,5 +1,6 @@
 # Shared helpers of the scripts: SecantusDB (the MongoDB surrogate used on
-# machines without mongod) and redis-server. Sourced, not run.
+# machines without mongod), redis-server, and Chromium and the npm packages
+# of the web tests. Sourced, not run.
 
 KAIROS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KAIROS_VENV="${KAIROS_VENV:-$KAIROS_ROOT/.venv}"
@@ -17,6 +18,37 @@ ensure_redis() {
     log "installing redis-server"
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+
+# Installs Debian's chromium (driven headless by the GraphiQL browser test)
+# when /usr/bin/chromium is missing.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing chromium"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
+# Installs the npm packages of tests/web (`npm ci`, exact versions from its
+# package-lock.json) when node_modules is missing or was made from another
+# lock file. Never downloads a browser: playwright-core has no install
+# step, and scripts are not run anyway.
+ensure_web_deps() {
+  local dir="$KAIROS_ROOT/tests/web"
+  local stamp="$dir/node_modules/.kairos-package-lock.sha256"
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 ||
+    [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+    log "the web tests need node 20 or newer with npm (set KAIROS_WEB_TESTS=0 to skip them)"
+    return 1
+  fi
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "npm ci in tests/web"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
   fi
 }
 

@@ -11,3 +11,4 @@ mod learners;
 mod notifications;
 mod protection;
 mod schema;
+mod web;

@@ -1,0 +1,360 @@
+// Apollo Client drives Kairos the way a single-page app does: its HttpLink
+// on node's global fetch, its default Accept header, the `__typename` its
+// InMemoryCache adds to every selection, the normalised cache, a bearer
+// token added by a context link, and a second client that sends queries
+// over GET (`useGETForQueries`).
+//
+// Run by tests/api/web.rs with KAIROS_URL (the service) and KAIROS_MODULES
+// (the seeded published modules by position: id, slug, title, content).
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  ApolloClient,
+  ApolloLink,
+  CombinedGraphQLErrors,
+  HttpLink,
+  InMemoryCache,
+  ServerError,
+  gql,
+} from '@apollo/client';
+import { SetContextLink } from '@apollo/client/link/context';
+
+const base = process.env.KAIROS_URL;
+const seeded = JSON.parse(process.env.KAIROS_MODULES ?? '[]');
+
+const REGISTER = gql`
+  mutation Register($input: RegisterInput!) {
+    register(input: $input) {
+      token
+      expiresAt
+      user {
+        id
+        username
+        role
+      }
+    }
+  }
+`;
+
+const LOGIN = gql`
+  mutation Login($input: LoginInput!) {
+    login(input: $input) {
+      token
+      user {
+        id
+        username
+      }
+    }
+  }
+`;
+
+const CATALOGUE = gql`
+  query Catalogue($first: Int, $after: String) {
+    modules(first: $first, after: $after) {
+      totalCount
+      edges {
+        cursor
+        node {
+          id
+          slug
+          title
+        }
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+    }
+  }
+`;
+
+const MODULE = gql`
+  query Module($id: ID!) {
+    module(id: $id) {
+      id
+      title
+      content
+      myProgress {
+        status
+        attempts
+        timeSpentSeconds
+        score
+      }
+    }
+  }
+`;
+
+const RECORD = gql`
+  mutation Record($input: ProgressInput!) {
+    recordProgress(input: $input) {
+      status
+      score
+      timeSpentSeconds
+      attempts
+      completedAt
+      module {
+        id
+        title
+      }
+    }
+  }
+`;
+
+const STATS = gql`
+  query Stats {
+    me {
+      id
+      username
+    }
+    progressStats {
+      modulesTotal
+      modulesStarted
+      modulesInProgress
+      modulesCompleted
+      completionRate
+      totalTimeSeconds
+      averageScore
+      lastActivityAt
+    }
+    myProgress(first: 10) {
+      totalCount
+      nodes {
+        status
+        attempts
+        timeSpentSeconds
+        score
+        module {
+          id
+        }
+      }
+    }
+  }
+`;
+
+/// A fetch that notes what each request carried, then sends it with
+/// node's global fetch.
+function recordingFetch(sent) {
+  return async (input, init = {}) => {
+    const headers = new Headers(init.headers);
+    const url = new URL(typeof input === 'string' ? input : input.url);
+    sent.push({
+      method: init.method ?? 'GET',
+      url,
+      accept: headers.get('accept'),
+      contentType: headers.get('content-type'),
+      authorization: headers.get('authorization'),
+      body: typeof init.body === 'string' ? JSON.parse(init.body) : null,
+    });
+    return fetch(input, init);
+  };
+}
+
+/// An SPA's client: the token (when there is one) added by a context link.
+function spaClient({ token = () => null, useGETForQueries = false } = {}) {
+  const sent = [];
+  const auth = new SetContextLink((previous) => {
+    const t = token();
+    return t ? { headers: { ...previous.headers, authorization: `Bearer ${t}` } } : {};
+  });
+  const http = new HttpLink({
+    uri: `${base}/graphql`,
+    fetch: recordingFetch(sent),
+    useGETForQueries,
+  });
+  const client = new ApolloClient({
+    link: ApolloLink.from([auth, http]),
+    cache: new InMemoryCache(),
+  });
+  return { client, sent };
+}
+
+/// The GraphQL query a recorded request carried, by POST body or GET URL.
+const queryOf = (request) => request.body?.query ?? request.url.searchParams.get('query');
+
+test('Apollo Client drives register, login, the catalogue and progress', async (t) => {
+  assert.ok(base, 'KAIROS_URL is set');
+  assert.equal(seeded.length, 3, 'three published modules were seeded');
+  let token = null;
+  const { client, sent } = spaClient({ token: () => token });
+  let userId;
+
+  await t.test('register and login give a token, with Apollo defaults on the wire', async () => {
+    const registered = await client.mutate({
+      mutation: REGISTER,
+      variables: {
+        input: {
+          email: 'Apollo.Learner@example.org',
+          username: 'apollo_learner',
+          password: 'correct horse battery staple',
+        },
+      },
+    });
+    const login = await client.mutate({
+      mutation: LOGIN,
+      variables: {
+        input: { login: 'APOLLO.LEARNER@example.org', password: 'correct horse battery staple' },
+      },
+    });
+
+    const user = registered.data.register.user;
+    assert.equal(user.__typename, 'User');
+    assert.equal(user.username, 'apollo_learner');
+    assert.equal(user.role, 'LEARNER');
+    assert.ok(Date.parse(registered.data.register.expiresAt) > Date.now());
+    assert.equal(login.data.login.user.id, user.id);
+    assert.ok(login.data.login.token);
+    token = login.data.login.token;
+    userId = user.id;
+    for (const request of sent) {
+      assert.equal(request.method, 'POST');
+      assert.equal(request.accept, 'application/graphql-response+json,application/json;q=0.9');
+      assert.equal(request.contentType, 'application/json');
+      assert.equal(request.authorization, null, 'no token before login');
+      assert.match(queryOf(request), /__typename/, 'Apollo added __typename');
+    }
+  });
+
+  await t.test('the catalogue pages through the published modules; a repeat comes from the cache', async () => {
+    const first = await client.query({ query: CATALOGUE, variables: { first: 2 } });
+    const page = first.data.modules;
+    const second = await client.query({
+      query: CATALOGUE,
+      variables: { first: 2, after: page.pageInfo.endCursor },
+    });
+    const before = sent.length;
+    const again = await client.query({ query: CATALOGUE, variables: { first: 2 } });
+
+    assert.equal(page.__typename, 'ModuleConnection');
+    assert.equal(page.totalCount, 3);
+    assert.equal(page.pageInfo.hasNextPage, true);
+    assert.deepEqual(
+      page.edges.map((e) => [e.node.__typename, e.node.id, e.node.title]),
+      seeded.slice(0, 2).map((m) => ['Module', m.id, m.title]),
+    );
+    assert.deepEqual(
+      second.data.modules.edges.map((e) => e.node.slug),
+      [seeded[2].slug],
+    );
+    assert.equal(second.data.modules.pageInfo.hasNextPage, false);
+    assert.equal(sent.length, before, 'the repeated page was answered by the cache');
+    assert.deepEqual(again.data, first.data);
+    const cached = client.cache.readFragment({
+      id: client.cache.identify({ __typename: 'Module', id: seeded[0].id }),
+      fragment: gql`
+        fragment CachedTitle on Module {
+          title
+        }
+      `,
+    });
+    assert.equal(cached.title, seeded[0].title, 'modules are normalised by __typename and id');
+  });
+
+  await t.test('a module by id comes with its content; an unknown one is NOT_FOUND', async () => {
+    const { data } = await client.query({ query: MODULE, variables: { id: seeded[1].id } });
+    const unknown = await client
+      .query({ query: MODULE, variables: { id: '0123456789abcdef01234567' } })
+      .then(
+        () => assert.fail('an unknown module is an error'),
+        (error) => error,
+      );
+
+    assert.equal(data.module.title, seeded[1].title);
+    assert.equal(data.module.content, seeded[1].content);
+    assert.equal(data.module.myProgress, null);
+    assert.ok(CombinedGraphQLErrors.is(unknown), String(unknown));
+    assert.equal(unknown.errors[0].extensions.code, 'NOT_FOUND');
+    assert.equal(sent.at(-1).authorization, `Bearer ${token}`);
+  });
+
+  await t.test('recorded progress shows in progressStats, myProgress and the module', async () => {
+    const [a, b] = seeded;
+    const record = (input) => client.mutate({ mutation: RECORD, variables: { input } });
+    await record({ moduleId: a.id, timeSpentSeconds: 120, score: 80 });
+    const done = await record({ moduleId: a.id, timeSpentSeconds: 60, score: 70, completed: true });
+    await record({ moduleId: b.id, timeSpentSeconds: 30 });
+    const { data } = await client.query({ query: STATS, fetchPolicy: 'network-only' });
+    const module = await client.query({
+      query: MODULE,
+      variables: { id: a.id },
+      fetchPolicy: 'network-only',
+    });
+
+    const progress = done.data.recordProgress;
+    assert.equal(progress.__typename, 'Progress');
+    assert.equal(progress.status, 'COMPLETED');
+    assert.equal(progress.attempts, 2);
+    assert.equal(progress.timeSpentSeconds, 180);
+    assert.equal(progress.score, 80, 'the best score is kept');
+    assert.ok(progress.completedAt);
+    assert.equal(progress.module.title, a.title);
+    assert.equal(data.me.id, userId);
+    const stats = data.progressStats;
+    assert.equal(stats.__typename, 'ProgressStats');
+    assert.equal(stats.modulesTotal, 3);
+    assert.equal(stats.modulesStarted, 2);
+    assert.equal(stats.modulesInProgress, 1);
+    assert.equal(stats.modulesCompleted, 1);
+    assert.ok(Math.abs(stats.completionRate - 1 / 3) < 1e-9, String(stats.completionRate));
+    assert.equal(stats.totalTimeSeconds, 210);
+    assert.equal(stats.averageScore, 80);
+    assert.ok(stats.lastActivityAt);
+    assert.equal(data.myProgress.totalCount, 2);
+    assert.deepEqual(
+      data.myProgress.nodes.map((p) => [p.module.id, p.status, p.attempts, p.timeSpentSeconds]),
+      [
+        [b.id, 'IN_PROGRESS', 1, 30],
+        [a.id, 'COMPLETED', 2, 180],
+      ],
+      'most recently updated first',
+    );
+    assert.equal(module.data.module.myProgress.status, 'COMPLETED');
+  });
+
+  await t.test('a client with useGETForQueries sends queries over GET and mutations over POST', async () => {
+    const { client: getClient, sent: getSent } = spaClient({
+      token: () => token,
+      useGETForQueries: true,
+    });
+    const catalogue = await getClient.query({ query: CATALOGUE, variables: { first: 3 } });
+    const before = await getClient.query({ query: STATS });
+    await getClient.mutate({
+      mutation: RECORD,
+      variables: { input: { moduleId: seeded[2].id, timeSpentSeconds: 45, score: 90 } },
+    });
+    const after = await getClient.query({ query: STATS, fetchPolicy: 'network-only' });
+
+    assert.deepEqual(
+      getSent.map((r) => r.method),
+      ['GET', 'GET', 'POST', 'GET'],
+    );
+    const [get] = getSent;
+    assert.match(get.url.searchParams.get('query'), /__typename/);
+    assert.deepEqual(JSON.parse(get.url.searchParams.get('variables')), { first: 3 });
+    assert.equal(get.url.searchParams.get('operationName'), 'Catalogue');
+    assert.equal(get.accept, 'application/graphql-response+json,application/json;q=0.9');
+    assert.ok(getSent.every((r) => r.authorization === `Bearer ${token}`));
+    assert.deepEqual(
+      catalogue.data.modules.edges.map((e) => e.node.title),
+      seeded.map((m) => m.title),
+    );
+    assert.equal(before.data.progressStats.totalTimeSeconds, 210);
+    assert.equal(after.data.progressStats.totalTimeSeconds, 255);
+    assert.equal(after.data.progressStats.modulesInProgress, 2);
+    assert.equal(after.data.progressStats.averageScore, 85);
+  });
+
+  await t.test('a forged token is refused as UNAUTHENTICATED', async () => {
+    const { client: forged } = spaClient({ token: () => `${token}x` });
+    const error = await forged.query({ query: CATALOGUE, variables: { first: 1 } }).then(
+      () => assert.fail('a forged token is an error'),
+      (e) => e,
+    );
+
+    // A 401 with a JSON body: Apollo reports a ServerError with the status
+    // and the body, from which an SPA reads the code (and signs in again).
+    assert.ok(ServerError.is(error), String(error));
+    assert.equal(error.statusCode, 401);
+    assert.equal(JSON.parse(error.bodyText).errors[0].extensions.code, 'UNAUTHENTICATED');
+  });
+});
