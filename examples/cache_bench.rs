@@ -8,6 +8,8 @@
 //!
 //! MONGODB_URI=mongodb://127.0.0.1:27017 REDIS_URL=redis://127.0.0.1:6379 \
 //!   cargo run --release --example cache_bench
+//!
+//! `MODES=cached` (or `uncached`) runs one side only, e.g. under a profiler.
 
 use std::{
     sync::Arc,
@@ -105,7 +107,16 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---:|---:|---:|---:|---:|");
     for (backend, extra) in runs {
         let mut uncached_rps = [0f64; QUERIES.len()];
-        for cached in [false, true] {
+        let modes = std::env::var("MODES").unwrap_or_else(|_| "uncached,cached".into());
+        let modes: Vec<bool> = modes
+            .split(',')
+            .filter_map(|m| match m.trim() {
+                "uncached" => Some(false),
+                "cached" => Some(true),
+                _ => None,
+            })
+            .collect();
+        for cached in modes {
             let mut vars = base.clone();
             vars.extend(extra.clone());
             vars.push(("CACHE_DISABLED".to_string(), (!cached).to_string()));

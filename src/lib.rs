@@ -28,3 +28,10 @@ pub mod learners;
 pub mod notifications;
 pub mod seed;
 pub mod telemetry;
+
+/// mimalloc instead of the system allocator: a request allocates and frees
+/// many small objects across worker threads, where glibc's malloc spent
+/// about 15% of the CPU of a cached read (perf, BENCHMARKS.md) and grows
+/// per-thread arenas it rarely returns.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -294,7 +294,7 @@ impl AdminQuery {
                 .into_iter()
                 .zip(p.nodes)
                 .map(|(cursor, node)| NotificationJobEdge {
-                    cursor,
+                    cursor: cursor.value(),
                     node: NotificationJob(node),
                 })
                 .collect(),

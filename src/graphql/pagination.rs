@@ -7,7 +7,8 @@
 //! other filters is rejected too, so a client never silently gets a page of
 //! something else.
 
-use async_graphql::SimpleObject;
+use std::sync::Arc;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -33,7 +34,8 @@ pub fn page_size(first: Option<i32>) -> ApiResult<i64> {
 /// Signs and checks cursors.
 #[derive(Clone)]
 pub struct CursorCodec {
-    key: [u8; 32],
+    /// The MAC with its key already absorbed, cloned for each use.
+    keyed: Hmac<Sha256>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,13 +55,14 @@ impl CursorCodec {
         let mut hasher = Sha256::new();
         hasher.update(b"kairos-cursor-v1:");
         hasher.update(secret.as_bytes());
+        let key: [u8; 32] = hasher.finalize().into();
         CursorCodec {
-            key: hasher.finalize().into(),
+            keyed: Hmac::<Sha256>::new_from_slice(&key).expect("any key length works"),
         }
     }
 
     fn mac(&self, payload: &[u8]) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
+        let mut mac = self.keyed.clone();
         mac.update(payload);
         mac.finalize().into_bytes()[..MAC_LEN].to_vec()
     }
@@ -89,7 +92,7 @@ impl CursorCodec {
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
         let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| invalid())?;
         // Constant-time comparison through the MAC type.
-        let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
+        let mut check = self.keyed.clone();
         check.update(&payload);
         check.verify_truncated_left(&mac).map_err(|_| invalid())?;
         if mac.len() != MAC_LEN {
@@ -105,33 +108,88 @@ impl CursorCodec {
     }
 }
 
+/// A cursor signed only when a client selects it: signing costs an HMAC,
+/// and most pages are read through `nodes` or only `pageInfo.endCursor`.
+#[derive(Clone)]
+pub struct Cursor(Arc<dyn Fn() -> String + Send + Sync>);
+
+impl Cursor {
+    pub fn value(&self) -> String {
+        (self.0)()
+    }
+}
+
 /// Pagination information of the contract.
-#[derive(SimpleObject, Clone, Debug)]
 pub struct PageInfo {
     pub has_next_page: bool,
-    pub end_cursor: Option<String>,
+    pub end_cursor: Option<Cursor>,
+}
+
+/// Pagination information of the contract.
+#[async_graphql::Object]
+impl PageInfo {
+    async fn has_next_page(&self) -> bool {
+        self.has_next_page
+    }
+    async fn end_cursor(&self) -> Option<String> {
+        self.end_cursor.as_ref().map(Cursor::value)
+    }
 }
 
 /// Declares the concrete Edge and Connection types of one node type (the
-/// contract names each, e.g. `ModuleEdge`, `ModuleConnection`).
+/// contract names each, e.g. `ModuleEdge`, `ModuleConnection`). Edges are
+/// built and cursors signed only when selected.
 macro_rules! connection_types {
     ($node:ty, $edge:ident, $conn:ident $(, $total:ident)?) => {
-        /// One item of a list with its cursor.
-        #[derive(async_graphql::SimpleObject, Clone)]
         pub struct $edge {
-            pub cursor: String,
-            pub node: $node,
+            cursor: Cursor,
+            node: $node,
+        }
+
+        /// One item of a list with its cursor.
+        #[async_graphql::Object]
+        impl $edge {
+            async fn cursor(&self) -> String {
+                self.cursor.value()
+            }
+            async fn node(&self) -> &$node {
+                &self.node
+            }
+        }
+
+        pub struct $conn {
+            cursors: Vec<Cursor>,
+            nodes: Vec<$node>,
+            page_info: PageInfo,
+            $(
+                $total: i64,
+            )?
         }
 
         /// A page of a list.
-        #[derive(async_graphql::SimpleObject, Clone)]
-        pub struct $conn {
-            pub edges: Vec<$edge>,
-            pub nodes: Vec<$node>,
-            pub page_info: PageInfo,
+        #[async_graphql::Object]
+        impl $conn {
+            async fn edges(&self) -> Vec<$edge> {
+                self.cursors
+                    .iter()
+                    .zip(&self.nodes)
+                    .map(|(cursor, node)| $edge {
+                        cursor: cursor.clone(),
+                        node: node.clone(),
+                    })
+                    .collect()
+            }
+            async fn nodes(&self) -> &[$node] {
+                &self.nodes
+            }
+            async fn page_info(&self) -> &PageInfo {
+                &self.page_info
+            }
             $(
                 /// Size of the whole filtered list (computed only when selected).
-                pub $total: i64,
+                async fn $total(&self) -> i64 {
+                    self.$total
+                }
             )?
         }
     };
@@ -163,14 +221,14 @@ connection_types!(
 
 /// The parts of a page: cursors, nodes and page info.
 pub struct Page<T> {
-    pub cursors: Vec<String>,
+    pub cursors: Vec<Cursor>,
     pub nodes: Vec<T>,
     pub page_info: PageInfo,
 }
 
 /// Builds a page from `items` fetched with `limit + 1` (the extra item only
 /// tells whether another page exists).
-pub fn page<T, K: Serialize>(
+pub fn page<T, K: Serialize + Send + Sync + 'static>(
     codec: &CursorCodec,
     scope: &str,
     mut items: Vec<T>,
@@ -179,9 +237,13 @@ pub fn page<T, K: Serialize>(
 ) -> Page<T> {
     let has_next_page = items.len() as i64 > limit;
     items.truncate(limit as usize);
-    let cursors: Vec<String> = items
+    let scope: Arc<str> = Arc::from(scope);
+    let cursors: Vec<Cursor> = items
         .iter()
-        .map(|item| codec.encode(scope, &key_of(item)))
+        .map(|item| {
+            let (codec, scope, key) = (codec.clone(), scope.clone(), key_of(item));
+            Cursor(Arc::new(move || codec.encode(&scope, &key)))
+        })
         .collect();
     let page_info = PageInfo {
         has_next_page,
@@ -199,14 +261,8 @@ macro_rules! impl_from_page {
     ($node:ty, $edge:ident, $conn:ident) => {
         impl $conn {
             pub fn from_page(page: Page<$node>) -> Self {
-                let edges = page
-                    .cursors
-                    .into_iter()
-                    .zip(page.nodes.iter().cloned())
-                    .map(|(cursor, node)| $edge { cursor, node })
-                    .collect();
                 $conn {
-                    edges,
+                    cursors: page.cursors,
                     nodes: page.nodes,
                     page_info: page.page_info,
                 }
@@ -216,14 +272,8 @@ macro_rules! impl_from_page {
     ($node:ty, $edge:ident, $conn:ident, total) => {
         impl $conn {
             pub fn from_page(page: Page<$node>, total_count: i64) -> Self {
-                let edges = page
-                    .cursors
-                    .into_iter()
-                    .zip(page.nodes.iter().cloned())
-                    .map(|(cursor, node)| $edge { cursor, node })
-                    .collect();
                 $conn {
-                    edges,
+                    cursors: page.cursors,
                     nodes: page.nodes,
                     page_info: page.page_info,
                     total_count,
