@@ -139,10 +139,18 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 
 /// The viewer of a request: `Ok(None)` without a header, an error for a
 /// header with a bad, forged or expired token.
+///
+/// A blank header (empty or only whitespace) also means anonymous: Apollo's
+/// documented auth link sends `authorization: ""` when the SPA has no token.
+/// Anything else that is not a valid bearer token (`Bearer` alone, another
+/// scheme) stays UNAUTHENTICATED.
 fn viewer_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Viewer>, Box<Response>> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
+    if value.as_bytes().iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
     let unauthenticated = || {
         Box::new(error_response(
             StatusCode::UNAUTHORIZED,

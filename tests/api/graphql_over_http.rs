@@ -589,3 +589,47 @@ async fn production_suggests_no_field_names_and_refuses_batches_and_directive_fl
     assert_eq!(code(&flood_body), "BAD_USER_INPUT", "{flood_body:#}");
     assert!(flood_body.get("data").is_none());
 }
+
+// ---------------------------------------------------------- authorization
+
+#[tokio::test]
+async fn a_blank_authorization_header_is_anonymous_and_a_malformed_one_is_not() {
+    let app = spawn_app().await;
+    app.insert_modules(vec![module("blank", 1, bson::doc! {})])
+        .await;
+    let page = json!({ "query": PAGE });
+    let private = json!({ "query": "{ progressStats { modulesTotal } }" });
+
+    // What Apollo's auth link sends without a token, and its whitespace kin.
+    let (empty_status, empty_headers, empty) = post(&app, &page, &[("authorization", "")]).await;
+    let (_, _, spaces) = post(&app, &page, &[("authorization", " \t ")]).await;
+    let (private_status, _, blank_private) = post(&app, &private, &[("authorization", "")]).await;
+    let mut malformed = Vec::new();
+    for value in [
+        "Bearer",
+        "Bearer ",
+        "Basic a2Fpcm9zOmthaXJvcw==",
+        "Token abc",
+        "x",
+    ] {
+        let (status, _, body) = post(&app, &page, &[("authorization", value)]).await;
+        malformed.push((value, status, body));
+    }
+
+    assert_eq!(empty_status, StatusCode::OK, "{empty:#}");
+    assert_eq!(empty["data"]["modules"]["totalCount"], 1);
+    assert_eq!(
+        cache_control(&empty_headers),
+        "public, max-age=60",
+        "served as to any anonymous caller"
+    );
+    assert_eq!(spaces["data"], empty["data"]);
+    assert_eq!(private_status, StatusCode::OK, "anonymous, not a bad token");
+    assert_eq!(code(&blank_private), "UNAUTHENTICATED");
+    assert!(blank_private.get("data").is_some(), "{blank_private:#}");
+    for (value, status, body) in malformed {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{value:?}: {body:#}");
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{value:?}");
+        assert!(body.get("data").is_none(), "{value:?}: {body:#}");
+    }
+}
