@@ -1,7 +1,8 @@
 //! What real clients do, driven by the node scripts of `tests/web`: GraphiQL
 //! in headless Chromium with every non-loopback request blocked, and Apollo
-//! Client under node (its `__typename`, Accept header, cache and GET for
-//! queries). Each test spawns the service and hands its URL to node.
+//! Client under node (its `__typename`, Accept header, cache, GET for
+//! queries, blank `authorization` while signed out and persisted queries).
+//! Each test spawns the service and hands its URL to node.
 //!
 //! Those run only with `KAIROS_WEB_TESTS=1` (set by scripts/test, which
 //! installs Chromium and the npm packages); then a missing prerequisite is

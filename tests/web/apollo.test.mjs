@@ -1,13 +1,16 @@
 // Apollo Client drives Kairos the way a single-page app does: its HttpLink
 // on node's global fetch, its default Accept header, the `__typename` its
 // InMemoryCache adds to every selection, the normalised cache, a bearer
-// token added by a context link, and a second client that sends queries
-// over GET (`useGETForQueries`).
+// token added by Apollo's documented auth link (which sends a blank
+// `authorization` header while signed out), a second client that sends
+// queries over GET (`useGETForQueries`), and automatic persisted queries
+// through Apollo's PersistedQueryLink, over POST and over GET.
 //
 // Run by tests/api/web.rs with KAIROS_URL (the service) and KAIROS_MODULES
 // (the seeded published modules by position: id, slug, title, content).
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import {
   ApolloClient,
@@ -19,6 +22,7 @@ import {
   gql,
 } from '@apollo/client';
 import { SetContextLink } from '@apollo/client/link/context';
+import { PersistedQueryLink } from '@apollo/client/link/persisted-queries';
 
 const base = process.env.KAIROS_URL;
 const seeded = JSON.parse(process.env.KAIROS_MODULES ?? '[]');
@@ -132,38 +136,53 @@ const STATS = gql`
   }
 `;
 
-/// A fetch that notes what each request carried, then sends it with
-/// node's global fetch.
+/// A fetch that notes what each request carried and what came back, then
+/// hands the response on.
 function recordingFetch(sent) {
   return async (input, init = {}) => {
     const headers = new Headers(init.headers);
     const url = new URL(typeof input === 'string' ? input : input.url);
-    sent.push({
+    const request = {
       method: init.method ?? 'GET',
       url,
       accept: headers.get('accept'),
       contentType: headers.get('content-type'),
       authorization: headers.get('authorization'),
       body: typeof init.body === 'string' ? JSON.parse(init.body) : null,
-    });
-    return fetch(input, init);
+    };
+    sent.push(request);
+    const response = await fetch(input, init);
+    request.status = response.status;
+    request.reply = await response
+      .clone()
+      .json()
+      .catch(() => null);
+    return response;
   };
 }
 
-/// An SPA's client: the token (when there is one) added by a context link.
-function spaClient({ token = () => null, useGETForQueries = false } = {}) {
+const sha256 = (text) => createHash('sha256').update(text).digest('hex');
+
+/// An SPA's client. The token is added by Apollo's documented auth link,
+/// which sends a blank `authorization` header when there is none; with
+/// `persisted`, Apollo's PersistedQueryLink (given those options) sends
+/// hashes first.
+function spaClient({ token = () => null, useGETForQueries = false, persisted = null } = {}) {
   const sent = [];
-  const auth = new SetContextLink((previous) => {
+  const auth = new SetContextLink(({ headers }) => {
     const t = token();
-    return t ? { headers: { ...previous.headers, authorization: `Bearer ${t}` } } : {};
+    return { headers: { ...headers, authorization: t ? `Bearer ${t}` : '' } };
   });
   const http = new HttpLink({
     uri: `${base}/graphql`,
     fetch: recordingFetch(sent),
     useGETForQueries,
   });
+  const links = persisted
+    ? [auth, new PersistedQueryLink({ sha256, ...persisted }), http]
+    : [auth, http];
   const client = new ApolloClient({
-    link: ApolloLink.from([auth, http]),
+    link: ApolloLink.from(links),
     cache: new InMemoryCache(),
   });
   return { client, sent };
@@ -210,7 +229,7 @@ test('Apollo Client drives register, login, the catalogue and progress', async (
       assert.equal(request.method, 'POST');
       assert.equal(request.accept, 'application/graphql-response+json,application/json;q=0.9');
       assert.equal(request.contentType, 'application/json');
-      assert.equal(request.authorization, null, 'no token before login');
+      assert.equal(request.authorization, '', 'a blank header before login: anonymous');
       assert.match(queryOf(request), /__typename/, 'Apollo added __typename');
     }
   });
@@ -357,4 +376,152 @@ test('Apollo Client drives register, login, the catalogue and progress', async (
     assert.equal(error.statusCode, 401);
     assert.equal(JSON.parse(error.bodyText).errors[0].extensions.code, 'UNAUTHENTICATED');
   });
+});
+
+// Documents of their own, so the server has never seen their hashes.
+const PQ_CATALOGUE = gql`
+  query PersistedCatalogue($first: Int) {
+    modules(first: $first) {
+      totalCount
+      nodes {
+        id
+        title
+      }
+    }
+  }
+`;
+
+const PQ_REGISTER = gql`
+  mutation PersistedRegister($input: RegisterInput!) {
+    register(input: $input) {
+      token
+      user {
+        id
+      }
+    }
+  }
+`;
+
+const PQ_STATS = gql`
+  query PersistedStats {
+    progressStats {
+      modulesStarted
+      totalTimeSeconds
+    }
+  }
+`;
+
+const PQ_RECORD = gql`
+  mutation PersistedRecord($input: ProgressInput!) {
+    recordProgress(input: $input) {
+      timeSpentSeconds
+    }
+  }
+`;
+
+/// The persisted-query hash a recorded request carried (POST body or GET
+/// `extensions` parameter).
+function hashOf(request) {
+  const extensions = request.body?.extensions ?? JSON.parse(request.url.searchParams.get('extensions'));
+  assert.equal(extensions.persistedQuery.version, 1);
+  return extensions.persistedQuery.sha256Hash;
+}
+
+/// Asserts a recorded request carried a hash and no query text.
+function assertHashOnly(request) {
+  assert.ok(!('query' in (request.body ?? {})), 'no query in the body');
+  assert.equal(request.url.searchParams.has('query'), false, 'no query in the URL');
+  assert.match(hashOf(request), /^[0-9a-f]{64}$/);
+}
+
+/// Asserts a recorded reply was the APQ protocol's "send me the text".
+function assertNotFound(request) {
+  assert.equal(request.status, 200);
+  const [error] = request.reply.errors;
+  assert.equal(error.message, 'PersistedQueryNotFound');
+  assert.equal(error.extensions.code, 'NOT_FOUND');
+  assert.equal(error.extensions.reason, 'PERSISTED_QUERY_NOT_FOUND');
+}
+
+test("Apollo's PersistedQueryLink registers a query once; another client then sends only its hash", async () => {
+  const first = spaClient({ persisted: {} });
+  const second = spaClient({ persisted: {} });
+
+  const registered = await first.client.query({ query: PQ_CATALOGUE, variables: { first: 3 } });
+  const byHash = await second.client.query({ query: PQ_CATALOGUE, variables: { first: 3 } });
+
+  const [hashOnly, withText] = first.sent;
+  assert.equal(first.sent.length, 2, 'the hash, then the hash with the text');
+  assert.ok(first.sent.every((r) => r.method === 'POST' && r.authorization === ''));
+  assertHashOnly(hashOnly);
+  assertNotFound(hashOnly);
+  assert.equal(hashOf(withText), hashOf(hashOnly));
+  assert.equal(sha256(withText.body.query), hashOf(hashOnly), 'the hash is the SHA-256 of the text sent');
+  assert.equal(withText.status, 200);
+  assert.equal(registered.data.modules.totalCount, 3);
+  assert.deepEqual(
+    registered.data.modules.nodes.map((m) => m.title),
+    seeded.map((m) => m.title),
+  );
+  assert.equal(second.sent.length, 1, 'the second client needed no retry');
+  const [only] = second.sent;
+  assert.equal(only.method, 'POST');
+  assertHashOnly(only);
+  assert.equal(hashOf(only), hashOf(hashOnly));
+  assert.equal(only.status, 200);
+  assert.deepEqual(byHash.data, registered.data);
+});
+
+test('with useGETForHashedQueries, hashed queries go over GET and mutations over POST', async () => {
+  let token = null;
+  const options = { token: () => token, persisted: { useGETForHashedQueries: true } };
+  const { client, sent } = spaClient(options);
+
+  const registered = await client.mutate({
+    mutation: PQ_REGISTER,
+    variables: {
+      input: {
+        email: 'apq.learner@example.org',
+        username: 'apq_learner',
+        password: 'correct horse battery staple',
+      },
+    },
+  });
+  token = registered.data.register.token;
+  const before = await client.query({ query: PQ_STATS });
+  await client.mutate({
+    mutation: PQ_RECORD,
+    variables: { input: { moduleId: seeded[0].id, timeSpentSeconds: 75 } },
+  });
+  const fresh = spaClient(options);
+  const after = await fresh.client.query({ query: PQ_STATS });
+
+  assert.deepEqual(
+    sent.map((r) => r.method),
+    ['POST', 'POST', 'GET', 'POST', 'POST', 'POST'],
+    'a mutation is never sent over GET; a query whose hash is unknown is retried with its text over POST',
+  );
+  const [register, , statsByHash, statsWithText, record] = sent;
+  assertHashOnly(register);
+  assertNotFound(register);
+  assertHashOnly(record);
+  assertNotFound(record);
+  assertHashOnly(statsByHash);
+  assertNotFound(statsByHash);
+  assert.equal(statsByHash.authorization, `Bearer ${token}`);
+  assert.match(statsWithText.body.query, /PersistedStats/);
+  assert.equal(before.data.progressStats.modulesStarted, 0);
+  assert.deepEqual(
+    fresh.sent.map((r) => r.method),
+    ['GET'],
+    'a registered query runs by hash over GET',
+  );
+  const [get] = fresh.sent;
+  assertHashOnly(get);
+  assert.equal(hashOf(get), hashOf(statsByHash));
+  assert.equal(get.url.searchParams.get('operationName'), 'PersistedStats');
+  assert.equal(get.authorization, `Bearer ${token}`);
+  assert.equal(get.status, 200);
+  assert.equal(after.data.progressStats.modulesStarted, 1);
+  assert.equal(after.data.progressStats.totalTimeSeconds, 75);
 });
