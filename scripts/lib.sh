@@ -65,6 +65,13 @@ ensure_secantus() {
   echo "$KAIROS_VENV/bin/secantusd-py"
 }
 
+# Cargo's target directory as cargo resolves it (CARGO_TARGET_DIR,
+# build.target-dir in a config file, else target/ of the workspace).
+target_dir() {
+  (cd "$KAIROS_ROOT" && cargo metadata --format-version 1 --no-deps) |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 # A free TCP port on loopback.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
