@@ -103,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
             ],
         ));
     }
+    let mut floor: Option<Run> = None;
+    let mut persisted_rows: Vec<String> = Vec::new();
     println!("| query | backend | mode | req/s | p50 ms | p99 ms | errors | cached/uncached |");
     println!("|---|---|---|---:|---:|---:|---:|---:|");
     for (backend, extra) in runs {
@@ -120,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
             let mut vars = base.clone();
             vars.extend(extra.clone());
             vars.push(("CACHE_DISABLED".to_string(), (!cached).to_string()));
-            let settings = Settings::from_source(&Vars(vars))?;
+            let settings = Settings::from_source(&Vars(vars.clone()))?;
             let app = Application::build(settings).await?;
             let url = format!("http://127.0.0.1:{}/graphql", app.port());
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -153,75 +155,177 @@ async fn main() -> anyhow::Result<()> {
             }
             let tokens = Arc::new(tokens);
             for (qi, (name, query)) in QUERIES.iter().enumerate() {
-                let body = Arc::new(json!({ "query": query }).to_string());
-                let deadline = Instant::now() + Duration::from_secs(seconds);
-                let workers = (0..concurrency).map(|w| {
-                    let (client, url, body, tokens) =
-                        (client.clone(), url.clone(), body.clone(), tokens.clone());
-                    tokio::spawn(async move {
-                        let mut lat = Vec::new();
-                        let mut errors = 0u64;
-                        let mut i = w;
-                        while Instant::now() < deadline {
-                            let t = Instant::now();
-                            let resp = client
-                                .post(&url)
-                                .bearer_auth(&tokens[i % tokens.len()])
-                                .header("content-type", "application/json")
-                                .body(body.as_str().to_owned())
-                                .send()
-                                .await;
-                            let ok = match resp {
-                                Ok(r) => {
-                                    r.status().is_success()
-                                        && !r
-                                            .text()
-                                            .await
-                                            .unwrap_or_default()
-                                            .contains("\"errors\"")
-                                }
-                                Err(_) => false,
-                            };
-                            if !ok {
-                                errors += 1;
-                            }
-                            lat.push(t.elapsed());
-                            i += 1;
-                        }
-                        (lat, errors)
-                    })
-                });
-                let started = Instant::now();
-                let mut all = Vec::new();
-                let mut errors = 0;
-                for r in futures::future::join_all(workers).await {
-                    let (lat, e) = r?;
-                    all.extend(lat);
-                    errors += e;
-                }
-                let elapsed = started.elapsed().as_secs_f64();
-                all.sort();
-                let rps = all.len() as f64 / elapsed;
-                let p =
-                    |q: f64| all[((all.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+                let body = json!({ "query": query }).to_string();
+                let run = drive(&client, &url, body, &tokens, concurrency, seconds).await?;
                 let ratio = if cached && uncached_rps[qi] > 0.0 {
-                    format!("{:.1}×", rps / uncached_rps[qi])
+                    format!("{:.1}×", run.rps / uncached_rps[qi])
                 } else {
                     "".into()
                 };
                 if !cached {
-                    uncached_rps[qi] = rps;
+                    uncached_rps[qi] = run.rps;
                 }
                 println!(
-                    "| {name} | {backend} | {} | {rps:.0} | {:.2} | {:.2} | {errors} | {ratio} |",
+                    "| {name} | {backend} | {} | {:.0} | {:.2} | {:.2} | {} | {ratio} |",
                     if cached { "cached" } else { "uncached" },
-                    p(0.5),
-                    p(0.99)
+                    run.rps,
+                    run.p50,
+                    run.p99,
+                    run.errors
                 );
+            }
+            if cached && backend == "memory" {
+                // The floor: the same request path with nothing to resolve
+                // (`__typename`), i.e. HTTP + token + GraphQL + the client.
+                let body = json!({ "query": FLOOR }).to_string();
+                let run = drive(&client, &url, body, &tokens, concurrency, seconds).await?;
+                floor = Some(run);
+                // Persisted queries: the same reads sent as a hash alone
+                // (registered once), against plain text, and plain text on
+                // an instance that parses every request.
+                let mut no_cache = vars.clone();
+                no_cache.push(("GRAPHQL_DOCUMENT_CACHE_ENTRIES".into(), "0".into()));
+                let parsing = Application::build(Settings::from_source(&Vars(no_cache))?).await?;
+                let parsing_url = format!("http://127.0.0.1:{}/graphql", parsing.port());
+                let (parsing_tx, parsing_rx) = tokio::sync::oneshot::channel::<()>();
+                tokio::spawn(parsing.run_until(async {
+                    let _ = parsing_rx.await;
+                }));
+                for (name, query) in QUERIES {
+                    let hash: String = kairos::graphql::documents::sha256(query)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+                    client
+                        .post(&url)
+                        .bearer_auth(&tokens[0])
+                        .json(&json!({ "query": query, "extensions": ext }))
+                        .send()
+                        .await?;
+                    let plain = json!({ "query": query }).to_string();
+                    let hashed = json!({ "extensions": ext }).to_string();
+                    let parsed = drive(
+                        &client,
+                        &parsing_url,
+                        plain.clone(),
+                        &tokens,
+                        concurrency,
+                        seconds,
+                    )
+                    .await?;
+                    let p =
+                        drive(&client, &url, plain.clone(), &tokens, concurrency, seconds).await?;
+                    let h =
+                        drive(&client, &url, hashed.clone(), &tokens, concurrency, seconds).await?;
+                    persisted_rows.push(format!(
+                        "| {name} | {} → {} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
+                        plain.len(),
+                        hashed.len(),
+                        parsed.rps,
+                        p.rps,
+                        h.rps,
+                        h.rps / parsed.rps,
+                        h.rps / p.rps
+                    ));
+                }
+                let _ = parsing_tx.send(());
             }
             let _ = tx.send(());
         }
     }
+    if let Some(f) = floor {
+        println!(
+            "\nFloor (`{FLOOR}`, memory backend): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            f.rps, f.p50, f.p99, f.errors
+        );
+    }
+    if !persisted_rows.is_empty() {
+        println!(
+            "\n| query (cached, memory) | plain req/s | plain p99 ms | persisted req/s | persisted p99 ms | persisted/plain |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for row in persisted_rows {
+            println!("{row}");
+        }
+    }
     db.db.drop().await?;
     Ok(())
+}
+
+/// The cheapest request through the whole path.
+const FLOOR: &str = "{ __typename }";
+
+/// Figures of one driven query.
+struct Run {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+}
+
+/// Sends `body` from `concurrency` clients for `seconds`, rotating tokens.
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    body: String,
+    tokens: &Arc<Vec<String>>,
+    concurrency: usize,
+    seconds: u64,
+) -> anyhow::Result<Run> {
+    let body = Arc::new(body);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers = (0..concurrency).map(|w| {
+        let (client, url, body, tokens) = (
+            client.clone(),
+            url.to_string(),
+            body.clone(),
+            tokens.clone(),
+        );
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut i = w;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&tokens[i % tokens.len()])
+                    .header("content-type", "application/json")
+                    .body(body.as_str().to_owned())
+                    .send()
+                    .await;
+                let ok = match resp {
+                    Ok(r) => {
+                        r.status().is_success()
+                            && !r.text().await.unwrap_or_default().contains("\"errors\"")
+                    }
+                    Err(_) => false,
+                };
+                if !ok {
+                    errors += 1;
+                }
+                lat.push(t.elapsed());
+                i += 1;
+            }
+            (lat, errors)
+        })
+    });
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for r in futures::future::join_all(workers).await {
+        let (lat, e) = r?;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let p = |q: f64| all[((all.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+    Ok(Run {
+        rps: all.len() as f64 / elapsed,
+        p50: p(0.5),
+        p99: p(0.99),
+        errors,
+    })
 }

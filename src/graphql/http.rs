@@ -239,8 +239,14 @@ async fn execute(
     let response = http.schema.execute(request).await;
     let cache_control = cache_control(&response, op_type, signed_in);
     let mut resp = shape(response, media);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, cache_control);
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, cache_control);
+    // A cache keyed on the URL alone must not hand an anonymous answer to a
+    // signed-in caller, nor one media type to a client asking another.
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("accept, authorization"),
+    );
     if let Some(outcome) = resp.extensions_mut().get_mut::<Outcome>() {
         outcome.operation = operation;
     }

@@ -474,6 +474,17 @@ async fn anonymous_catalogue_reads_are_public_and_anything_per_user_is_not() {
     .1);
     let invalid = cc(post(&app, &json!({ "query": "{ nope }" }), &[]).await.1);
 
+    let vary = post(&app, &json!({ "query": PAGE }), &[]).await.1;
+    let vary: Vec<String> = vary
+        .get_all(header::VARY)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_lowercase())
+        .collect();
+    assert!(
+        vary.iter().any(|v| v.contains("authorization"))
+            && vary.iter().any(|v| v.contains("accept")),
+        "{vary:?}"
+    );
     assert_eq!(page, "public, max-age=60");
     assert_eq!(one, "public, max-age=60");
     assert_eq!(by_get, "public, max-age=60");
