@@ -1,9 +1,11 @@
-//! How `progressStats` scales with the number of users in the database.
+//! How `progressStats` and `myProgress` scale with the number of users in
+//! the database.
 //!
 //! For each size it seeds a database (same catalogue, same data for the
 //! measured learner), starts the real service on port 0, logs in as
-//! `learner000001` and times sequential `progressStats` requests over HTTP
-//! (no cache in front). It also prints the plan of the pipeline's first
+//! `learner000001` and times sequential `progressStats` and `myProgress`
+//! requests over HTTP (no cache in front). `PROGRESS` sets the progress
+//! entries per learner (default 2). It also prints the plan of the pipeline's first
 //! stage, which must be an index scan on the learner.
 //!
 //! MONGODB_URI=mongodb://127.0.0.1:27017 cargo run --release --example stats_scaling -- 1000 100000
@@ -39,10 +41,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         sizes
     };
+    let progress_per_user: u64 = std::env::var("PROGRESS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     println!(
-        "| users in database | progress docs | stats mean (ms) | p50 | p95 | p99 | first stage plan |"
+        "| users in database | progress docs | query | mean (ms) | p50 | p95 | p99 | first stage plan |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---|");
     for users in sizes {
         let name = format!("kairos_bench_stats_{users}");
         let settings = Settings::from_source(&[
@@ -58,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         let opts = SeedOptions {
             users,
             modules: 200,
-            progress_per_user: 2,
+            progress_per_user,
             content_bytes: 2_000,
             reset: true,
             batch: 10_000,
@@ -107,33 +113,47 @@ async fn main() -> anyhow::Result<()> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let query = json!({ "query": "{ progressStats { modulesTotal modulesStarted completionRate averageScore currentStreakDays byCategory { category modulesTotal } } }" });
-        let mut times = Vec::with_capacity(REQUESTS);
-        for i in 0..REQUESTS + 20 {
-            let t = Instant::now();
-            let body: Value = client
-                .post(&base)
-                .bearer_auth(&token)
-                .json(&query)
-                .send()
-                .await?
-                .json()
-                .await?;
-            anyhow::ensure!(body.get("errors").is_none(), "stats failed: {body}");
-            if i >= 20 {
-                times.push(t.elapsed());
+        let queries = [
+            (
+                "progressStats",
+                "{ progressStats { modulesTotal modulesStarted completionRate averageScore currentStreakDays byCategory { category modulesTotal } } }",
+                stage,
+            ),
+            (
+                "myProgress(first: 20)",
+                "{ myProgress(first: 20) { totalCount nodes { status score timeSpentSeconds updatedAt module { slug } } } }",
+                "",
+            ),
+        ];
+        for (name, query, plan) in queries {
+            let query = json!({ "query": query });
+            let mut times = Vec::with_capacity(REQUESTS);
+            for i in 0..REQUESTS + 20 {
+                let t = Instant::now();
+                let body: Value = client
+                    .post(&base)
+                    .bearer_auth(&token)
+                    .json(&query)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                anyhow::ensure!(body.get("errors").is_none(), "{name} failed: {body}");
+                if i >= 20 {
+                    times.push(t.elapsed());
+                }
             }
+            times.sort();
+            let mean =
+                times.iter().map(Duration::as_secs_f64).sum::<f64>() / times.len() as f64 * 1000.0;
+            println!(
+                "| {users} | {} | {name} | {mean:.2} | {:.2} | {:.2} | {:.2} | {plan} |",
+                report.progress,
+                percentile(&times, 0.5),
+                percentile(&times, 0.95),
+                percentile(&times, 0.99)
+            );
         }
-        times.sort();
-        let mean =
-            times.iter().map(Duration::as_secs_f64).sum::<f64>() / times.len() as f64 * 1000.0;
-        println!(
-            "| {users} | {} | {mean:.2} | {:.2} | {:.2} | {:.2} | {stage} |",
-            report.progress,
-            percentile(&times, 0.5),
-            percentile(&times, 0.95),
-            percentile(&times, 0.99)
-        );
         let _ = tx.send(());
         db.db.drop().await?;
     }
