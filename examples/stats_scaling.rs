@@ -82,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         let explain = db
             .db
             .run_command(doc! {
-                "explain": { "aggregate": "progress", "pipeline": stats::pipeline(learner), "cursor": {} },
+                "explain": { "aggregate": "users", "pipeline": stats::pipeline(learner), "cursor": {} },
                 "verbosity": "queryPlanner",
             })
             .await?;
