@@ -11,7 +11,7 @@
 //! `limit_depth`, which counts introspection: the query every developer
 //! tool sends (GraphiQL, codegen, Apollo's tooling) nests `ofType` nine
 //! times and would be refused. Introspection's depth is bounded by the
-//! schema, not by data, and its fields still count toward `FieldCount`;
+//! schema, not by data, and its fields still count toward the field limit;
 //! with introspection off (production) it answers nothing anyway.
 
 use std::{collections::HashSet, sync::Arc};
@@ -22,23 +22,24 @@ use async_graphql::{
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-/// Refuses documents that name more than `max` fields (aliases included).
-pub struct FieldCount {
-    pub max: usize,
+/// Refuses documents that name more than `max_fields` fields (aliases
+/// included) or nest them deeper than `max_depth` (introspection left out;
+/// see the module documentation). One extension for both checks: every
+/// extension also wraps each field's resolution.
+#[derive(Clone, Copy)]
+pub struct DocumentLimits {
+    pub max_fields: usize,
+    pub max_depth: usize,
 }
 
-impl ExtensionFactory for FieldCount {
+impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(FieldCountCheck { max: self.max })
+        Arc::new(*self)
     }
 }
 
-struct FieldCountCheck {
-    max: usize,
-}
-
 #[async_trait::async_trait]
-impl Extension for FieldCountCheck {
+impl Extension for DocumentLimits {
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -48,51 +49,21 @@ impl Extension for FieldCountCheck {
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
         let named = count_fields(&doc);
-        if named > self.max {
+        if named > self.max_fields {
             return Err(ServerError::new(
                 format!(
                     "the query names {named} fields; at most {} are allowed",
-                    self.max
+                    self.max_fields
                 ),
                 None,
             ));
         }
-        Ok(doc)
-    }
-}
-
-/// Refuses documents whose fields nest deeper than `max`, not counting
-/// introspection (`__schema`, `__type`); see the module documentation.
-pub struct Depth {
-    pub max: usize,
-}
-
-impl ExtensionFactory for Depth {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DepthCheck { max: self.max })
-    }
-}
-
-struct DepthCheck {
-    max: usize,
-}
-
-#[async_trait::async_trait]
-impl Extension for DepthCheck {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
         let depth = depth(&doc);
-        if depth > self.max {
+        if depth > self.max_depth {
             return Err(ServerError::new(
                 format!(
                     "the query nests fields {depth} deep; at most {} are allowed",
-                    self.max
+                    self.max_depth
                 ),
                 None,
             ));

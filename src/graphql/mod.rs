@@ -43,16 +43,14 @@ const MAX_DIRECTIVES_PER_FIELD: usize = 4;
 pub fn build_schema(state: AppState) -> KairosSchema {
     let limits = state.settings.limits.clone();
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .extension(self::limits::Depth {
-            max: limits.query_depth,
+        .extension(self::limits::DocumentLimits {
+            max_fields: limits.query_complexity,
+            max_depth: limits.query_depth,
         })
         .limit_complexity(limits.query_complexity)
         // The contract's directives (`@skip`, `@include`) make sense once
         // per field; thousands on one field are only work for the server.
         .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-        .extension(self::limits::FieldCount {
-            max: limits.query_complexity,
-        })
         .data(state.clone());
     if !state.settings.introspection {
         // "Did you mean …" names fields a caller did not ask for: it reveals

@@ -105,6 +105,22 @@ pub async fn wait_backend(app: &TestApp, admin: &str, backend: &str) {
     }
 }
 
+/// Two instances sharing one database and one Redis key prefix, both
+/// already on the Redis backend; also the Redis (to stop) and an admin token.
+pub async fn two_instances_on_one_redis() -> (TestApp, TestApp, RedisProc, String) {
+    let redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let a = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let db_name = a.state.settings.mongo.database.clone();
+    let mut settings = redis_settings(&url, &prefix);
+    settings.push(("MONGODB_DB", db_name.as_str()));
+    let b = spawn_app_with(&settings).await;
+    let admin = a.admin_token().await;
+    wait_backend(&a, &admin, "redis").await;
+    wait_backend(&b, &admin, "redis").await;
+    (a, b, redis, admin)
+}
+
 pub fn redis_settings<'a>(url: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("REDIS_URL", url),
@@ -195,16 +211,7 @@ async fn reads_are_fresh_after_every_progress_write() {
 
 #[tokio::test]
 async fn two_instances_sharing_one_redis_stay_coherent() {
-    let redis = RedisProc::start().await;
-    let (url, prefix) = (redis.url(), unique_prefix());
-    let a = spawn_app_with(&redis_settings(&url, &prefix)).await;
-    let db_name = a.state.settings.mongo.database.clone();
-    let mut settings = redis_settings(&url, &prefix);
-    settings.push(("MONGODB_DB", db_name.as_str()));
-    let b = crate::helpers::spawn_app_with(&settings).await;
-    let admin = a.admin_token().await;
-    wait_backend(&a, &admin, "redis").await;
-    wait_backend(&b, &admin, "redis").await;
+    let (a, b, _redis, _admin) = two_instances_on_one_redis().await;
     let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
     let (token, _) = a.register("shared").await;
 
@@ -226,16 +233,7 @@ async fn two_instances_sharing_one_redis_stay_coherent() {
 
 #[tokio::test]
 async fn killing_redis_mid_traffic_costs_no_error_and_a_write_during_the_outage_is_seen_after_it() {
-    let mut redis = RedisProc::start().await;
-    let (url, prefix) = (redis.url(), unique_prefix());
-    let a = spawn_app_with(&redis_settings(&url, &prefix)).await;
-    let db_name = a.state.settings.mongo.database.clone();
-    let mut settings = redis_settings(&url, &prefix);
-    settings.push(("MONGODB_DB", db_name.as_str()));
-    let b = spawn_app_with(&settings).await;
-    let admin = a.admin_token().await;
-    wait_backend(&a, &admin, "redis").await;
-    wait_backend(&b, &admin, "redis").await;
+    let (a, b, mut redis, admin) = two_instances_on_one_redis().await;
     let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
     let (token, _) = a.register("outage").await;
     record(&a, &token, &ids[0], 5).await;

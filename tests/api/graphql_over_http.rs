@@ -6,7 +6,7 @@ use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::{
-    cache::{RedisProc, redis_settings, unique_prefix, wait_backend},
+    cache::two_instances_on_one_redis,
     helpers::{TestApp, code, module, spawn_app, spawn_app_with},
 };
 
@@ -336,16 +336,7 @@ async fn a_hash_that_does_not_match_its_query_is_refused_and_never_registered() 
 
 #[tokio::test]
 async fn a_query_registered_on_one_instance_runs_by_hash_on_another() {
-    let redis = RedisProc::start().await;
-    let (url, prefix) = (redis.url(), unique_prefix());
-    let a = spawn_app_with(&redis_settings(&url, &prefix)).await;
-    let db_name = a.state.settings.mongo.database.clone();
-    let mut settings = redis_settings(&url, &prefix);
-    settings.push(("MONGODB_DB", db_name.as_str()));
-    let b = spawn_app_with(&settings).await;
-    let admin = a.admin_token().await;
-    wait_backend(&a, &admin, "redis").await;
-    wait_backend(&b, &admin, "redis").await;
+    let (a, b, _redis, _admin) = two_instances_on_one_redis().await;
     let hash = hex_sha256(PAGE);
 
     let (_, _, registered) = post(
