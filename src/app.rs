@@ -8,7 +8,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     ops::Deref,
-    sync::{Arc, atomic::AtomicBool},
+    sync::{Arc, atomic::Ordering},
 };
 
 use anyhow::Context;
@@ -16,35 +16,37 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
     http::StatusCode,
-    response::{IntoResponse, Json},
+    response::{IntoResponse, Json, Response},
     routing::get,
 };
 use tokio::net::TcpListener;
 
 use crate::{
+    auth::TokenService,
     cache::Cache,
     config::Settings,
     db::{Db, indexes},
-    graphql::{self, KairosSchema, pagination::CursorCodec},
-    http::{metrics::Metrics, ratelimit::AuthLimiter},
-    learners::auth::TokenService,
-    notifications::jobs::{self, JobSignal},
+    events::Events,
+    graphql::{
+        Services,
+        documents::Documents,
+        graphiql::{self, GraphiqlEnabled},
+        pagination::CursorCodec,
+        transport::{self, Endpoint},
+    },
+    http::{
+        metrics::{self, Metrics},
+        ratelimit::AuthLimiter,
+    },
+    notifications::jobs::{self, FanOut, JobSignal, WorkerDeps},
+    schema::{self, KairosSchema},
 };
 
-/// Everything a request may need, built once per process.
+/// Everything the process holds, built once.
 pub struct App {
     pub settings: Settings,
-    pub db: Db,
-    pub cursors: CursorCodec,
-    pub tokens: TokenService,
-    /// Whether `modules` has a text index, so `search` may use `$text`.
-    pub text_search: AtomicBool,
-    /// This service's Prometheus recorder (`GET /metrics`).
-    pub metrics: Metrics,
-    /// The per-address limit of `login` and `register`.
-    pub auth_limiter: AuthLimiter,
-    /// Redis-first cache with the memory fallback.
-    pub cache: Arc<Cache>,
+    /// What resolvers reach (database, cache, keys, limits, events).
+    pub services: Services,
     /// Wakes this instance's notification worker when a publish queued a
     /// fan-out job.
     pub jobs: Arc<JobSignal>,
@@ -81,23 +83,37 @@ impl Application {
                 tracing::error!("MongoDB did not answer the startup ping; serving as unready")
             }
         }
-        let text_search = indexes::has_text_index(&db).await;
-        let state = AppState(Arc::new(App {
+        db.text_search
+            .store(indexes::has_text_index(&db).await, Ordering::Relaxed);
+        let cache = Cache::new(&settings.cache);
+        cache.register(&[
+            crate::catalogue::service::MODULES,
+            crate::learners::service::STATS,
+            crate::learners::service::PROGRESS,
+            crate::learners::service::HISTORY,
+            crate::admin::dashboard::DASHBOARD,
+        ]);
+        let jobs = Arc::new(JobSignal::default());
+        let fan_out = FanOut {
+            db: db.clone(),
+            signal: jobs.clone(),
+        };
+        let services = Services {
             cursors: CursorCodec::new(&settings.auth.jwt_secret),
             tokens: TokenService::new(&settings.auth),
-            text_search: AtomicBool::new(text_search),
             metrics: Metrics::new(),
-            auth_limiter: AuthLimiter::new(settings.limits.auth_rate_limit_per_minute),
-            cache: Cache::new(&settings.cache),
-            jobs: Arc::new(JobSignal::default()),
+            auth_limiter: Arc::new(AuthLimiter::new(settings.limits.auth_rate_limit_per_minute)),
+            events: Events::new(vec![Arc::new(fan_out)]),
+            cache,
             db,
+        };
+        let schema = schema::build(services.clone(), &settings);
+        let documents = Arc::new(Documents::new(&settings.graphql, services.cache.clone())?);
+        let state = AppState(Arc::new(App {
             settings,
+            services,
+            jobs,
         }));
-        let schema = graphql::build_schema(state.clone());
-        let documents = Arc::new(graphql::documents::Documents::new(
-            &state.settings.graphql,
-            state.cache.clone(),
-        )?);
         let router = router(state.clone(), schema, documents);
         let listener = TcpListener::bind(state.settings.bind_addr)
             .await
@@ -133,12 +149,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "serving");
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let worker = self
-            .state
-            .settings
-            .jobs
-            .worker_enabled
-            .then(|| tokio::spawn(jobs::run_worker(self.state.clone(), stopped)));
+        let worker = self.state.settings.jobs.worker_enabled.then(|| {
+            let deps = WorkerDeps {
+                mongo: self.state.settings.mongo.clone(),
+                settings: self.state.settings.jobs.clone(),
+                metrics: self.state.services.metrics.clone(),
+                signal: self.state.jobs.clone(),
+            };
+            tokio::spawn(jobs::run_worker(deps, stopped))
+        });
         let served = axum::serve(
             self.listener,
             self.router
@@ -184,42 +203,46 @@ pub async fn shutdown_signal() {
 
 /// The HTTP surface; the layers around it and their order are explained in
 /// `crate::http`.
-fn router(
-    state: AppState,
-    schema: KairosSchema,
-    documents: Arc<graphql::documents::Documents>,
-) -> Router {
-    let limits = &state.settings.limits;
+fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> Router {
+    let settings = &state.settings;
+    let limits = &settings.limits;
+    let metrics = state.services.metrics.clone();
+    let endpoint = Arc::new(Endpoint {
+        executor: schema,
+        documents,
+        tokens: state.services.tokens.clone(),
+        trust_proxy: limits.trust_proxy,
+        graphiql: settings.graphiql,
+    });
     let graphql_routes = Router::new()
         .route(
             "/graphql",
-            get(graphql::http::get_graphql)
-                .post(graphql::http::post_graphql)
-                .fallback(graphql::http::other_method),
+            get(transport::get_graphql::<KairosSchema>)
+                .post(transport::post_graphql::<KairosSchema>)
+                .fallback(transport::other_method),
         )
         // Only the API is rate limited: probes and scrapes must get through.
-        .route_layer(crate::http::ratelimit::http_layer(
-            limits,
-            state.metrics.clone(),
-        ));
-    let routes = Router::new()
-        .merge(graphql_routes)
-        .route("/", get(graphql::http::graphiql_root))
+        .route_layer(crate::http::ratelimit::http_layer(limits, metrics.clone()))
+        .route("/", get(transport::graphiql_root::<KairosSchema>))
+        .with_state(endpoint);
+    let assets = Router::new()
         .route(
-            "/graphiql/assets/{digest}/{name}",
-            get(graphql::graphiql::asset),
+            &format!("{}/{{digest}}/{{name}}", graphiql::ASSETS_PATH),
+            get(graphiql::asset),
         )
+        .with_state(GraphiqlEnabled(settings.graphiql));
+    let probes = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(crate::http::metrics::endpoint))
+        .route("/metrics", get(metrics_endpoint))
+        .with_state(state.clone());
+    let routes = Router::new()
+        .merge(graphql_routes)
+        .merge(assets)
+        .merge(probes)
         // Larger bodies get 413 before any parsing.
-        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
-        .with_state(graphql::http::HttpState {
-            app: state.clone(),
-            schema,
-            documents,
-        });
-    crate::http::with_layers(routes, state.metrics.clone(), limits)
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
+    crate::http::with_layers(routes, metrics, limits)
 }
 
 /// Liveness: the process answers; no dependency is asked.
@@ -228,14 +251,15 @@ async fn health() -> impl IntoResponse {
 }
 
 /// Readiness: 200 when MongoDB answers a ping, 503 otherwise.
-async fn ready(State(http): State<graphql::http::HttpState>) -> impl IntoResponse {
-    let mongo_ok = http.app.db.ping().await.is_ok();
+async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+    let services = &app.services;
+    let mongo_ok = services.db.ping().await.is_ok();
     let status = if mongo_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let cache = http.app.cache.report().await;
+    let cache = services.cache.report().await;
     // Redis down is degraded, not unready: the memory cache serves.
     let redis = match (cache.redis_configured, cache.redis_available) {
         (false, _) => "not configured",
@@ -249,4 +273,17 @@ async fn ready(State(http): State<graphql::http::HttpState>) -> impl IntoRespons
         "cache_backend": cache.backend,
     });
     (status, Json(body))
+}
+
+/// `GET /metrics`: this service's figures in the Prometheus text format.
+async fn metrics_endpoint(State(app): State<AppState>) -> Response {
+    let mongo = &app.settings.mongo;
+    let services = &app.services;
+    let cache = services.cache.report().await;
+    let text = services.metrics.render(
+        &services.db,
+        (mongo.max_pool_size, mongo.min_pool_size),
+        &cache,
+    );
+    metrics::text_response(text)
 }

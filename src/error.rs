@@ -5,6 +5,11 @@
 //! reveal no hostnames, driver text or stack traces.
 
 use async_graphql::ErrorExtensions;
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
 
 /// The public error codes of the contract (`schema.graphql`, Conventions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +171,48 @@ impl From<ApiError> for async_graphql::Error {
 
 /// Resolver result type: async-graphql's error carrying our extensions.
 pub type GqlResult<T> = async_graphql::Result<T>;
+
+/// What a response carried, for the request log and the metrics: set by
+/// the GraphQL transport (`graphql::transport`) and by every error body,
+/// read by the middleware.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The operation name (empty for an anonymous or unparsed operation).
+    pub operation: String,
+    /// The `extensions.code` of every error in the body.
+    pub codes: Vec<&'static str>,
+}
+
+/// A response body of the GraphQL shape carrying one error.
+pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
+    error_response_with(status, code, message, json!({}))
+}
+
+/// [`error_response`] with more `extensions` entries.
+pub fn error_response_with(
+    status: StatusCode,
+    code: Code,
+    message: &str,
+    extra: Value,
+) -> Response {
+    let mut extensions = json!({ "code": code.as_str() });
+    if let (Some(ext), Value::Object(extra)) = (extensions.as_object_mut(), extra) {
+        ext.extend(extra);
+    }
+    let body = json!({ "errors": [ { "message": message, "extensions": extensions } ] });
+    let mut resp = (status, axum::Json(body)).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.extensions_mut().insert(Outcome {
+        operation: String::new(),
+        codes: vec![code.as_str()],
+    });
+    resp
+}
 
 #[cfg(test)]
 mod tests {

@@ -17,15 +17,18 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod catalogue;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod learners;
 pub mod notifications;
+pub mod schema;
 pub mod seed;
 pub mod telemetry;
 

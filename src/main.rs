@@ -46,7 +46,7 @@ enum IndexAction {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Schema = cli.command {
-        print!("{}", kairos::graphql::sdl());
+        print!("{}", kairos::schema::sdl());
         return ExitCode::SUCCESS;
     }
     let settings = match Settings::from_env() {

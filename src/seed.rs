@@ -10,12 +10,9 @@ use chrono::{Duration, Utc};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::{
+    auth::{Role, password::hash_password_blocking},
     db::{Db, names},
-    learners::{
-        Role,
-        auth::hash_password_blocking,
-        users::{NewUser, user_document},
-    },
+    learners::users::{NewUser, user_document},
 };
 
 /// The password of every seeded user.

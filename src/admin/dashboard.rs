@@ -19,10 +19,25 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    catalogue::{ModuleDoc, model::summary_projection},
+    cache::{Cache, TtlClass},
+    catalogue::{ModuleDoc, model::summary_projection, service::CATALOGUE},
     db::{Db, names},
     error::ApiResult,
+    learners::ALL_PROGRESS,
 };
+
+/// The dashboard's figures (`CACHE_TTL_DASHBOARD_SECS`).
+pub const DASHBOARD: TtlClass = TtlClass::new("dashboard", |s| s.ttl_dashboard);
+
+/// The figures from the cache, or one aggregation; dropped by every
+/// progress write (`ALL_PROGRESS`) and every catalogue write.
+pub async fn cached(db: &Db, cache: &Cache) -> ApiResult<Figures> {
+    cache
+        .get_or_compute(DASHBOARD, "admin", &[ALL_PROGRESS, CATALOGUE], || {
+            compute(db, db.lagging_read_preference.as_ref())
+        })
+        .await
+}
 
 /// Most entries `topModules(limit)` may ask for.
 pub const MAX_TOP: i32 = 50;

@@ -1,29 +1,27 @@
-//! Admin fields: catalogue writes (`modules`), the dashboard
-//! (`dashboard`), the user list (`users`), the cache controls and the state
-//! of the notification fan-out jobs. Every field here is admin-only:
-//! UNAUTHENTICATED for anonymous callers, FORBIDDEN for learners.
+//! Admin fields: the dashboard (`dashboard`), the user list (`users`), the
+//! cache controls and the state of the notification fan-out jobs (module
+//! writes live with the catalogue). Every field here carries the
+//! `AdminOnly` guard: UNAUTHENTICATED for anonymous callers, FORBIDDEN for
+//! learners.
 
 pub mod dashboard;
-pub mod modules;
 pub mod users;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use bson::oid::ObjectId;
+use async_graphql::{Context, ID, Object, SimpleObject};
 
 use crate::{
-    cache::{Scope, TtlClass},
-    catalogue::{Level, Module, ModuleDoc},
+    auth::Role,
+    catalogue::Module,
     error::{ApiError, GqlResult},
     graphql::{
-        app,
-        pagination::{PageInfo, UserConnection, page, page_size},
-        parse_id, require_admin,
+        ContextExt,
+        guards::AdminOnly,
+        pagination::{Connection, PageInfo, TotalCount, page, page_size},
         scalars::DateTime,
-        selects,
     },
-    learners::{Role, User},
+    learners::User,
     notifications::jobs::{self, JobDoc, JobState},
 };
 
@@ -187,61 +185,22 @@ pub struct CacheStats {
     errors: i64,
 }
 
-#[derive(InputObject)]
-pub struct ModuleInput {
-    slug: String,
-    title: String,
-    summary: String,
-    category: String,
-    level: Level,
-    #[graphql(default_with = "Some(Vec::new())")]
-    tags: Option<Vec<String>>,
-    duration_minutes: i32,
-    position: i32,
-    #[graphql(default_with = "Some(false)")]
-    published: Option<bool>,
-    content: String,
-}
-
-#[derive(InputObject)]
-pub struct ModuleUpdateInput {
-    slug: Option<String>,
-    title: Option<String>,
-    summary: Option<String>,
-    category: Option<String>,
-    level: Option<Level>,
-    tags: Option<Vec<String>>,
-    duration_minutes: Option<i32>,
-    position: Option<i32>,
-    published: Option<bool>,
-    content: Option<String>,
-}
-
 #[derive(Default)]
 pub struct AdminQuery;
 
 #[Object]
 impl AdminQuery {
     /// Admin only.
-    #[graphql(cache_control(no_cache))]
+    #[graphql(guard = "AdminOnly", cache_control(no_cache))]
     async fn admin_dashboard(&self, ctx: &Context<'_>) -> GqlResult<AdminDashboard> {
-        require_admin(ctx)?;
-        let app = app(ctx);
-        let figures = app
-            .cache
-            .get_or_compute(
-                TtlClass::Dashboard,
-                "admin",
-                &[Scope::Dashboard, Scope::Catalogue],
-                || dashboard::compute(&app.db, app.settings.mongo.lagging_read_preference.as_ref()),
-            )
-            .await?;
+        let figures = dashboard::cached(ctx.db(), ctx.cache()).await?;
         Ok(AdminDashboard(Arc::new(figures)))
     }
 
     /// Admin only. `search` matches email or username prefix,
     /// case-insensitively.
     #[graphql(
+        guard = "AdminOnly",
         complexity = "crate::graphql::page_cost(first, child_complexity)",
         cache_control(no_cache)
     )]
@@ -252,19 +211,19 @@ impl AdminQuery {
         after: Option<String>,
         search: Option<String>,
         role: Option<Role>,
-    ) -> GqlResult<UserConnection> {
-        require_admin(ctx)?;
-        let app = app(ctx);
+    ) -> GqlResult<Connection<User, TotalCount>> {
         let limit = page_size(first)?;
         let filter = users::UserFilter::new(search, role)?;
         let scope = filter.scope();
-        let after: Option<String> = after.map(|c| app.cursors.decode(&scope, &c)).transpose()?;
-        let with_total = selects(ctx, "totalCount");
+        let after: Option<String> = after
+            .map(|c| ctx.cursors().decode(&scope, &c))
+            .transpose()?;
+        let with_total = ctx.selects("totalCount");
         let (items, total) =
-            users::list(&app.db, &filter, after.as_deref(), limit, with_total).await?;
+            users::list(ctx.db(), &filter, after.as_deref(), limit, with_total).await?;
         let items: Vec<User> = items.into_iter().map(User).collect();
-        Ok(UserConnection::from_page(
-            page(&app.cursors, &scope, items, limit, |u: &User| {
+        Ok(Connection::with_total(
+            page(ctx.cursors(), &scope, items, limit, |u: &User| {
                 u.0.id.to_hex()
             }),
             total,
@@ -273,21 +232,22 @@ impl AdminQuery {
 
     /// Admin only. The notification fan-out jobs, newest first: state,
     /// counts and attempts.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "AdminOnly",
+        complexity = "crate::graphql::page_cost(first, child_complexity)"
+    )]
     async fn notification_jobs(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> GqlResult<NotificationJobConnection> {
-        require_admin(ctx)?;
-        let app = app(ctx);
         let limit = page_size(first)?;
         let scope = "[\"notificationJobs\"]";
         let after: Option<jobs::JobKey> =
-            after.map(|c| app.cursors.decode(scope, &c)).transpose()?;
-        let items = jobs::list(&app.db, after.as_ref(), limit).await?;
-        let p = page(&app.cursors, scope, items, limit, jobs::job_key);
+            after.map(|c| ctx.cursors().decode(scope, &c)).transpose()?;
+        let items = jobs::list(ctx.db(), after.as_ref(), limit).await?;
+        let p = page(ctx.cursors(), scope, items, limit, jobs::job_key);
         Ok(NotificationJobConnection {
             edges: p
                 .cursors
@@ -303,10 +263,9 @@ impl AdminQuery {
     }
 
     /// Admin only.
-    #[graphql(cache_control(no_cache))]
+    #[graphql(guard = "AdminOnly", cache_control(no_cache))]
     async fn cache_stats(&self, ctx: &Context<'_>) -> GqlResult<CacheStats> {
-        require_admin(ctx)?;
-        let r = app(ctx).cache.report().await;
+        let r = ctx.cache().report().await;
         Ok(CacheStats {
             backend: r.backend.to_string(),
             redis_configured: r.redis_configured,
@@ -321,114 +280,18 @@ impl AdminQuery {
     }
 }
 
-/// Drops what a module write makes stale: module lists and details, every
-/// learner's statistics (the catalogue scope) and the dashboard.
-async fn invalidate_catalogue(ctx: &Context<'_>) {
-    app(ctx)
-        .cache
-        .invalidate(&[Scope::Catalogue, Scope::Dashboard])
-        .await;
-}
-
-/// Queues the fan-out of a publish and wakes this instance's worker; the
-/// mutation does not wait for it.
-async fn announce(ctx: &Context<'_>, module: &ModuleDoc) -> GqlResult<()> {
-    let app = app(ctx);
-    jobs::enqueue(&app.db, module.id, &module.title).await?;
-    app.jobs.wake();
-    Ok(())
-}
-
 #[derive(Default)]
 pub struct AdminMutation;
 
 #[Object]
 impl AdminMutation {
-    /// Admin only. Publishing a module notifies every learner in the
-    /// background.
-    async fn create_module(&self, ctx: &Context<'_>, input: ModuleInput) -> GqlResult<Module> {
-        require_admin(ctx)?;
-        let new = modules::NewModule {
-            slug: input.slug,
-            title: input.title,
-            summary: input.summary,
-            category: input.category,
-            level: input.level,
-            tags: input.tags.unwrap_or_default(),
-            duration_minutes: input.duration_minutes,
-            position: input.position,
-            published: input.published.unwrap_or(false),
-            content: input.content,
-        }
-        .validate()?;
-        let created = modules::create(&app(ctx).db, new).await?;
-        invalidate_catalogue(ctx).await;
-        if created.published {
-            announce(ctx, &created).await?;
-        }
-        Ok(Module::from(created))
-    }
-
-    /// Admin only. An update that publishes an unpublished module notifies
-    /// every learner in the background.
-    async fn update_module(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        input: ModuleUpdateInput,
-    ) -> GqlResult<Module> {
-        require_admin(ctx)?;
-        let id: ObjectId = parse_id(&id, "id")?;
-        let changes = modules::Changes::parse(modules::RawChanges {
-            slug: input.slug,
-            title: input.title,
-            summary: input.summary,
-            category: input.category,
-            level: input.level,
-            tags: input.tags,
-            duration_minutes: input.duration_minutes,
-            position: input.position,
-            published: input.published,
-            content: input.content,
-        })?;
-        let publishes = changes.publishes;
-        let updated = modules::update(&app(ctx).db, id, changes).await;
-        // Also after a failure: the write may have landed.
-        invalidate_catalogue(ctx).await;
-        let Some((before, after)) = updated? else {
-            return Err(ApiError::NotFound("no such module".into()).into());
-        };
-        if publishes && !before.published {
-            announce(ctx, &after).await?;
-        }
-        Ok(Module::from(after))
-    }
-
-    /// Admin only. Removes the module with its progress and activity
-    /// entries; notifications that named it keep their text and lose it.
-    async fn delete_module(&self, ctx: &Context<'_>, id: ID) -> GqlResult<bool> {
-        require_admin(ctx)?;
-        let id: ObjectId = parse_id(&id, "id")?;
-        let deleted = modules::delete(&app(ctx).db, id).await;
-        let mut scopes = vec![Scope::Catalogue, Scope::Dashboard];
-        if let Ok(Some(d)) = &deleted {
-            // Their progress lists and histories held the module.
-            scopes.extend(d.learners.iter().copied().map(Scope::Learner));
-        }
-        app(ctx).cache.invalidate(&scopes).await;
-        match deleted? {
-            Some(_) => Ok(true),
-            None => Err(ApiError::NotFound("no such module".into()).into()),
-        }
-    }
-
     /// Admin only. Drops cached entries whose key starts with the prefix
     /// (all when null); returns how many were dropped.
+    #[graphql(guard = "AdminOnly")]
     async fn clear_cache(&self, ctx: &Context<'_>, prefix: Option<String>) -> GqlResult<i64> {
-        require_admin(ctx)?;
         if prefix.as_ref().is_some_and(|p| p.len() > 200) {
             return Err(ApiError::bad_input("`prefix` may be at most 200 characters").into());
         }
-        Ok(app(ctx).cache.clear(prefix.as_deref()).await as i64)
+        Ok(ctx.cache().clear(prefix.as_deref()).await as i64)
     }
 }

@@ -51,68 +51,54 @@ use sha2::{Digest, Sha256};
 use crate::{config::CacheSettings, error::ApiResult};
 pub use breaker::BreakerState;
 
-/// How long a kind of value may be cached (PRODUCT.md, "Cache").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TtlClass {
-    Stats,
-    Modules,
-    Progress,
-    History,
-    Dashboard,
+/// A kind of cached value: the key prefix (what `clearCache(prefix)`
+/// matches and the metrics' `class` label) and where its TTL comes from.
+/// Each domain declares its own classes beside the reads they cache.
+#[derive(Debug, Clone, Copy)]
+pub struct TtlClass {
+    pub name: &'static str,
+    ttl: fn(&CacheSettings) -> Duration,
 }
 
 impl TtlClass {
-    pub const ALL: [TtlClass; 5] = [
-        TtlClass::Stats,
-        TtlClass::Modules,
-        TtlClass::Progress,
-        TtlClass::History,
-        TtlClass::Dashboard,
-    ];
-
-    /// The key prefix of the class (what `clearCache(prefix)` matches).
-    pub fn name(self) -> &'static str {
-        match self {
-            TtlClass::Stats => "stats",
-            TtlClass::Modules => "modules",
-            TtlClass::Progress => "progress",
-            TtlClass::History => "history",
-            TtlClass::Dashboard => "dashboard",
-        }
+    pub const fn new(name: &'static str, ttl: fn(&CacheSettings) -> Duration) -> Self {
+        TtlClass { name, ttl }
     }
 
-    fn index(self) -> usize {
-        self as usize
+    /// The key prefix of the class.
+    pub fn name(self) -> &'static str {
+        self.name
     }
 
     fn ttl(self, s: &CacheSettings) -> Duration {
-        match self {
-            TtlClass::Stats => s.ttl_stats,
-            TtlClass::Modules => s.ttl_modules,
-            TtlClass::Progress => s.ttl_progress,
-            TtlClass::History => s.ttl_history,
-            TtlClass::Dashboard => s.ttl_dashboard,
-        }
+        (self.ttl)(s)
     }
 }
 
-/// What a cached value depends on; a write invalidates scopes.
+/// What a cached value depends on; a write invalidates scopes. A scope is
+/// a kind (`"catalogue"`) and optionally one entity (a learner's id);
+/// domains declare theirs beside the writes that invalidate them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Everything of one learner: stats, progress lists, history.
-    Learner(ObjectId),
-    /// The catalogue: module lists and details, and every learner's stats.
-    Catalogue,
-    /// The admin dashboard.
-    Dashboard,
+pub struct Scope {
+    kind: &'static str,
+    id: Option<ObjectId>,
 }
 
 impl Scope {
+    /// A scope that covers a whole kind of data.
+    pub const fn named(kind: &'static str) -> Self {
+        Scope { kind, id: None }
+    }
+
+    /// The scope of one entity (e.g. everything of one learner).
+    pub const fn of(kind: &'static str, id: ObjectId) -> Self {
+        Scope { kind, id: Some(id) }
+    }
+
     fn gen_key(&self) -> String {
-        match self {
-            Scope::Learner(id) => format!("gen:learner:{}", id.to_hex()),
-            Scope::Catalogue => "gen:catalogue".into(),
-            Scope::Dashboard => "gen:dashboard".into(),
+        match self.id {
+            Some(id) => format!("gen:{}:{}", self.kind, id.to_hex()),
+            None => format!("gen:{}", self.kind),
         }
     }
 }
@@ -188,12 +174,39 @@ impl Expiry<String, MemEntry> for PerEntryTtl {
     }
 }
 
-/// Hit and miss counters, per TTL class.
+/// Hit and miss counters, per TTL class (by name, in the order first seen).
 #[derive(Default)]
 struct Counters {
-    hits: [AtomicU64; 5],
-    misses: [AtomicU64; 5],
+    classes: std::sync::RwLock<Vec<(&'static str, Arc<ClassCounters>)>>,
     errors: AtomicU64,
+}
+
+#[derive(Default)]
+struct ClassCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Counters {
+    /// The counters of `class`, registered on first use.
+    fn of(&self, class: &'static str) -> Arc<ClassCounters> {
+        if let Some((_, c)) = self
+            .classes
+            .read()
+            .expect("cache counters poisoned")
+            .iter()
+            .find(|(n, _)| *n == class)
+        {
+            return c.clone();
+        }
+        let mut classes = self.classes.write().expect("cache counters poisoned");
+        if let Some((_, c)) = classes.iter().find(|(n, _)| *n == class) {
+            return c.clone();
+        }
+        let c = Arc::new(ClassCounters::default());
+        classes.push((class, c.clone()));
+        c
+    }
 }
 
 /// Figures of `cacheStats` and `/metrics`.
@@ -329,6 +342,14 @@ impl Cache {
         cache
     }
 
+    /// Makes `classes` known, so that their counters are reported (at
+    /// zero) before their first use.
+    pub fn register(&self, classes: &[TtlClass]) {
+        for class in classes {
+            self.counters.of(class.name);
+        }
+    }
+
     fn redis_usable(&self) -> Option<&redis::RedisBackend> {
         self.redis.as_ref().filter(|r| r.breaker.allows())
     }
@@ -417,7 +438,10 @@ impl Cache {
         let key = format!("{}:{key}", class.name());
         let gen_keys = Self::gen_keys(scopes);
         if let Some(v) = self.decode::<T>(self.lookup(&key, &gen_keys).await.payload) {
-            self.counters.hits[class.index()].fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .of(class.name)
+                .hits
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(v);
         }
         // Single flight: the first miss computes, the others wait and read.
@@ -427,10 +451,16 @@ impl Cache {
         let _guard = lock.lock().await;
         let lookup = self.lookup(&key, &gen_keys).await;
         if let Some(v) = self.decode::<T>(lookup.payload.clone()) {
-            self.counters.hits[class.index()].fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .of(class.name)
+                .hits
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(v);
         }
-        self.counters.misses[class.index()].fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .of(class.name)
+            .misses
+            .fetch_add(1, Ordering::Relaxed);
         let value = compute().await?;
         if let Ok(payload) = rmp_serde::to_vec_named(&value) {
             self.store(&key, class, &lookup, payload).await;
@@ -541,13 +571,17 @@ impl Cache {
     pub async fn report(&self) -> CacheReport {
         self.memory.run_pending_tasks().await;
         let redis_available = self.redis_usable().is_some();
-        let per_class: Vec<(&'static str, u64, u64)> = TtlClass::ALL
+        let per_class: Vec<(&'static str, u64, u64)> = self
+            .counters
+            .classes
+            .read()
+            .expect("cache counters poisoned")
             .iter()
-            .map(|c| {
+            .map(|(name, c)| {
                 (
-                    c.name(),
-                    self.counters.hits[c.index()].load(Ordering::Relaxed),
-                    self.counters.misses[c.index()].load(Ordering::Relaxed),
+                    *name,
+                    c.hits.load(Ordering::Relaxed),
+                    c.misses.load(Ordering::Relaxed),
                 )
             })
             .collect();
@@ -606,6 +640,9 @@ impl Cache {
 mod tests {
     use super::*;
 
+    const STATS: TtlClass = TtlClass::new("stats", |s| s.ttl_stats);
+    const MODULES: TtlClass = TtlClass::new("modules", |s| s.ttl_modules);
+
     fn settings() -> CacheSettings {
         crate::config::Settings::from_source(&[]).unwrap().cache
     }
@@ -613,32 +650,34 @@ mod tests {
     #[tokio::test]
     async fn a_second_read_is_a_hit_and_an_invalidation_makes_it_a_miss() {
         let cache = Cache::new(&settings());
-        let learner = Scope::Learner(ObjectId::new());
+        let learner = Scope::of("learner", ObjectId::new());
         let calls = AtomicU64::new(0);
         let compute = || async {
             calls.fetch_add(1, Ordering::Relaxed);
             Ok(vec![1, 2, 3])
         };
         let a: Vec<i32> = cache
-            .get_or_compute(TtlClass::Stats, "k", &[learner], compute)
+            .get_or_compute(STATS, "k", &[learner], compute)
             .await
             .unwrap();
         let b: Vec<i32> = cache
-            .get_or_compute(TtlClass::Stats, "k", &[learner], compute)
+            .get_or_compute(STATS, "k", &[learner], compute)
             .await
             .unwrap();
         assert_eq!((a, b), (vec![1, 2, 3], vec![1, 2, 3]));
         assert_eq!(calls.load(Ordering::Relaxed), 1);
         cache.invalidate(&[learner]).await;
         let _: Vec<i32> = cache
-            .get_or_compute(TtlClass::Stats, "k", &[learner], compute)
+            .get_or_compute(STATS, "k", &[learner], compute)
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 2);
         // Another scope's invalidation leaves it alone.
-        cache.invalidate(&[Scope::Learner(ObjectId::new())]).await;
+        cache
+            .invalidate(&[Scope::of("learner", ObjectId::new())])
+            .await;
         let _: Vec<i32> = cache
-            .get_or_compute(TtlClass::Stats, "k", &[learner], compute)
+            .get_or_compute(STATS, "k", &[learner], compute)
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 2);
@@ -656,9 +695,9 @@ mod tests {
             async move {
                 cache
                     .get_or_compute(
-                        TtlClass::Modules,
+                        MODULES,
                         "hot",
-                        &[Scope::Catalogue],
+                        &[Scope::named("catalogue")],
                         || async move {
                             calls.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -681,9 +720,7 @@ mod tests {
         let cache = Cache::new(&s);
         for i in 0..1_000 {
             let _: u32 = cache
-                .get_or_compute(TtlClass::Modules, &format!("k{i}"), &[], || async {
-                    Ok(1u32)
-                })
+                .get_or_compute(MODULES, &format!("k{i}"), &[], || async { Ok(1u32) })
                 .await
                 .unwrap();
         }
@@ -696,7 +733,7 @@ mod tests {
         let cache = Cache::new(&settings());
         for key in ["a1", "a2", "b1"] {
             let _: u32 = cache
-                .get_or_compute(TtlClass::Modules, key, &[], || async { Ok(1u32) })
+                .get_or_compute(MODULES, key, &[], || async { Ok(1u32) })
                 .await
                 .unwrap();
         }

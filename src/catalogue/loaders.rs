@@ -8,16 +8,23 @@ use async_graphql::dataloader::Loader;
 use bson::oid::ObjectId;
 
 use super::{ModuleDoc, repo};
-use crate::{app::AppState, error::ApiError};
+use crate::{
+    auth::Viewer,
+    db::Db,
+    error::ApiError,
+    graphql::{RequestLoader, Services},
+};
 
 /// Loads module contents by id.
 pub struct ContentLoader {
-    app: AppState,
+    db: Db,
 }
 
-impl ContentLoader {
-    pub fn new(app: AppState) -> Self {
-        ContentLoader { app }
+impl RequestLoader for ContentLoader {
+    fn new(services: &Services, _: Option<Viewer>) -> Self {
+        ContentLoader {
+            db: services.db.clone(),
+        }
     }
 }
 
@@ -26,22 +33,21 @@ impl Loader<ObjectId> for ContentLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[ObjectId]) -> Result<HashMap<ObjectId, String>, ApiError> {
-        Ok(repo::contents(&self.app.db, keys)
-            .await?
-            .into_iter()
-            .collect())
+        Ok(repo::contents(&self.db, keys).await?.into_iter().collect())
     }
 }
 
 /// Loads modules (without content) by id, published or not; callers decide
 /// what a learner may see.
 pub struct ModuleLoader {
-    app: AppState,
+    db: Db,
 }
 
-impl ModuleLoader {
-    pub fn new(app: AppState) -> Self {
-        ModuleLoader { app }
+impl RequestLoader for ModuleLoader {
+    fn new(services: &Services, _: Option<Viewer>) -> Self {
+        ModuleLoader {
+            db: services.db.clone(),
+        }
     }
 }
 
@@ -50,7 +56,7 @@ impl Loader<ObjectId> for ModuleLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[ObjectId]) -> Result<HashMap<ObjectId, ModuleDoc>, ApiError> {
-        Ok(repo::find_many(&self.app.db, keys)
+        Ok(repo::find_many(&self.db, keys)
             .await?
             .into_iter()
             .map(|m| (m.id, m))

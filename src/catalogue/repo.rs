@@ -3,15 +3,19 @@
 
 use bson::{Bson, Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
+use mongodb::options::ReturnDocument;
 use serde::Deserialize;
 
-use super::model::{Level, ModuleDoc, full_projection, summary_projection};
+use super::{
+    input::{Changes, NewModule},
+    model::{Level, ModuleDoc, full_projection, summary_projection},
+};
 use crate::{
     db::{
         Db, names,
         page::{self, PageQuery},
     },
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, is_duplicate_key},
 };
 
 /// Longest accepted search text; longer ones are certainly not a title.
@@ -208,6 +212,149 @@ pub async fn contents(db: &Db, ids: &[ObjectId]) -> ApiResult<Vec<(ObjectId, Str
         .await?;
     let docs: Vec<ContentOnly> = db.run(cursor.try_collect()).await?;
     Ok(docs.into_iter().map(|d| (d.id, d.content)).collect())
+}
+
+// Writes.
+
+fn slug_conflict() -> ApiError {
+    ApiError::Conflict("a module with this slug already exists".into())
+}
+
+/// Inserts a module; a taken slug (unique index `slug_unique`) is CONFLICT.
+#[tracing::instrument(skip_all)]
+pub async fn create(db: &Db, m: NewModule) -> ApiResult<ModuleDoc> {
+    let now = bson::DateTime::now();
+    let doc = ModuleDoc {
+        id: ObjectId::new(),
+        slug: m.slug,
+        title: m.title,
+        summary: m.summary,
+        category: m.category,
+        level: m.level,
+        tags: m.tags,
+        duration_minutes: m.duration_minutes,
+        position: m.position,
+        published: m.published,
+        created_at: now,
+        updated_at: now,
+        content: Some(m.content),
+    };
+    match db
+        .run_keep(db.collection::<ModuleDoc>(names::MODULES).insert_one(&doc))
+        .await?
+    {
+        Ok(_) => Ok(ModuleDoc {
+            content: None,
+            ..doc
+        }),
+        Err(e) if is_duplicate_key(&e) => Err(slug_conflict()),
+        Err(e) => Err(ApiError::from(e)),
+    }
+}
+
+/// Applies `changes`; returns the module as it was before (without
+/// content) and as it is after, or `None` for an unknown id. The before
+/// image tells, atomically, whether this very update published it.
+#[tracing::instrument(skip_all, fields(module = %id))]
+pub async fn update(
+    db: &Db,
+    id: ObjectId,
+    changes: Changes,
+) -> ApiResult<Option<(ModuleDoc, ModuleDoc)>> {
+    let coll = db.collection::<ModuleDoc>(names::MODULES);
+    let mut set = changes.set;
+    set.insert("updated_at", bson::DateTime::now());
+    let op = coll
+        .find_one_and_update(doc! { "_id": id }, doc! { "$set": set.clone() })
+        .projection(summary_projection())
+        .return_document(ReturnDocument::Before)
+        .max_time(db.op_timeout);
+    let before = match db.run_keep(op).await? {
+        Ok(Some(before)) => before,
+        Ok(None) => return Ok(None),
+        Err(e) if is_duplicate_key(&e) => return Err(slug_conflict()),
+        Err(e) => return Err(ApiError::from(e)),
+    };
+    let after = apply(&before, &set)?;
+    Ok(Some((before, after)))
+}
+
+/// The module after a `$set` of validated fields (content left out: the
+/// `content` field reads it back when selected).
+fn apply(before: &ModuleDoc, set: &Document) -> ApiResult<ModuleDoc> {
+    let mut d = bson::to_document(before).map_err(|e| ApiError::internal("module update", e))?;
+    for (k, v) in set {
+        if k != "content" {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    d.remove("content");
+    bson::from_document(d).map_err(|e| ApiError::internal("module update", e))
+}
+
+/// What a deletion removed.
+#[derive(Debug, Default, Clone)]
+pub struct Deleted {
+    /// Learners who had progress on the module: their cached progress,
+    /// history and statistics are stale now.
+    pub learners: Vec<ObjectId>,
+}
+
+/// Deletes a module with its progress and activity entries; notifications
+/// that named it keep their text and lose the module. `None` for an
+/// unknown id. `before_removal` runs once the module is known to exist
+/// and before anything goes. Every step is index-backed (`module_status`, `module`).
+#[tracing::instrument(skip_all, fields(module = %id))]
+pub async fn delete(
+    db: &Db,
+    id: ObjectId,
+    before_removal: impl std::future::Future<Output = ApiResult<()>>,
+) -> ApiResult<Option<Deleted>> {
+    let exists = db
+        .run(
+            db.raw(names::MODULES)
+                .find_one(doc! { "_id": id })
+                .projection(doc! { "_id": 1 })
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    // First: no fan-out goes on telling learners about a module that is gone.
+    before_removal.await?;
+    let cursor = db
+        .run(
+            db.raw(names::PROGRESS)
+                .find(doc! { "module_id": id })
+                .projection(doc! { "_id": 0, "user_id": 1 })
+                .max_time(db.op_timeout),
+        )
+        .await?;
+    let rows: Vec<Document> = db.run(cursor.try_collect()).await?;
+    let learners = rows
+        .iter()
+        .filter_map(|d| d.get_object_id("user_id").ok())
+        .collect();
+    let removed = db
+        .run(db.raw(names::MODULES).delete_one(doc! { "_id": id }))
+        .await?;
+    db.run(
+        db.raw(names::PROGRESS)
+            .delete_many(doc! { "module_id": id }),
+    )
+    .await?;
+    db.run(
+        db.raw(names::ACTIVITY)
+            .delete_many(doc! { "module_id": id }),
+    )
+    .await?;
+    db.run(db.raw(names::NOTIFICATIONS).update_many(
+        doc! { "module_id": id },
+        doc! { "$set": { "module_id": Bson::Null } },
+    ))
+    .await?;
+    Ok((removed.deleted_count > 0).then_some(Deleted { learners }))
 }
 
 #[cfg(test)]

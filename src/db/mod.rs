@@ -84,6 +84,12 @@ pub struct Db {
     pub op_timeout: Duration,
     pub commands: Arc<CommandCounter>,
     pub pool: Arc<PoolGauges>,
+    /// Where reads that may lag (the dashboard) go; `None` is the primary.
+    pub lagging_read_preference: Option<mongodb::options::ReadPreference>,
+    /// Whether `modules` has a text index, so catalogue search may use
+    /// `$text` (else an escaped regex). Found at start, refreshed by
+    /// [`indexes::has_text_index`] callers.
+    pub text_search: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Collection names, in one place.
@@ -165,6 +171,8 @@ impl Db {
             op_timeout: settings.operation_timeout,
             commands,
             pool,
+            lagging_read_preference: settings.lagging_read_preference.clone(),
+            text_search: Arc::default(),
         })
     }
 

@@ -20,8 +20,11 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use super::http::{HttpState, error_response};
-use crate::error::Code;
+use crate::error::{Code, error_response};
+
+/// Whether GraphiQL is served (`GRAPHIQL`): the state of the asset route.
+#[derive(Clone, Copy)]
+pub struct GraphiqlEnabled(pub bool);
 
 /// Where the assets are served; the route is `{ASSETS_PATH}/{digest}/{name}`.
 pub const ASSETS_PATH: &str = "/graphiql/assets";
@@ -175,10 +178,10 @@ pub fn page(enabled: bool) -> Response {
 /// is enabled and the digest is the current one (an old page asking for an
 /// old version gets NOT_FOUND rather than a mismatched file).
 pub async fn asset(
-    State(http): State<HttpState>,
+    State(GraphiqlEnabled(enabled)): State<GraphiqlEnabled>,
     Path((digest, name)): Path<(String, String)>,
 ) -> Response {
-    if !http.app.settings.graphiql {
+    if !enabled {
         return disabled();
     }
     let Some((file, _)) = FILES

@@ -7,8 +7,11 @@
 //! other filters is rejected too, so a client never silently gets a page of
 //! something else.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
+use async_graphql::{
+    Object, ObjectType, OutputType, SimpleObject, TypeName, connection::EmptyFields,
+};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -126,7 +129,7 @@ pub struct PageInfo {
 }
 
 /// Pagination information of the contract.
-#[async_graphql::Object]
+#[Object]
 impl PageInfo {
     async fn has_next_page(&self) -> bool {
         self.has_next_page
@@ -136,88 +139,107 @@ impl PageInfo {
     }
 }
 
-/// Declares the concrete Edge and Connection types of one node type (the
-/// contract names each, e.g. `ModuleEdge`, `ModuleConnection`). Edges are
-/// built and cursors signed only when selected.
-macro_rules! connection_types {
-    ($node:ty, $edge:ident, $conn:ident $(, $total:ident)?) => {
-        pub struct $edge {
-            cursor: Cursor,
-            node: $node,
-        }
-
-        /// One item of a list with its cursor.
-        #[async_graphql::Object]
-        impl $edge {
-            async fn cursor(&self) -> String {
-                self.cursor.value()
-            }
-            async fn node(&self) -> &$node {
-                &self.node
-            }
-        }
-
-        pub struct $conn {
-            cursors: Vec<Cursor>,
-            nodes: Vec<$node>,
-            page_info: PageInfo,
-            $(
-                $total: i64,
-            )?
-        }
-
-        /// A page of a list.
-        #[async_graphql::Object]
-        impl $conn {
-            async fn edges(&self) -> Vec<$edge> {
-                self.cursors
-                    .iter()
-                    .zip(&self.nodes)
-                    .map(|(cursor, node)| $edge {
-                        cursor: cursor.clone(),
-                        node: node.clone(),
-                    })
-                    .collect()
-            }
-            async fn nodes(&self) -> &[$node] {
-                &self.nodes
-            }
-            async fn page_info(&self) -> &PageInfo {
-                &self.page_info
-            }
-            $(
-                /// Size of the whole filtered list (computed only when selected).
-                async fn $total(&self) -> i64 {
-                    self.$total
-                }
-            )?
-        }
-    };
+/// A node type that is listed in pages: its name gives the contract's
+/// `<Name>Edge` and `<Name>Connection` types (e.g. `ActivityEntry` is
+/// listed as `ActivityConnection`).
+pub trait Node: OutputType + Clone + Send + Sync + 'static {
+    /// The list's name: `Module` for `ModuleConnection`.
+    const LIST_NAME: &'static str;
 }
 
-connection_types!(
-    crate::catalogue::Module,
-    ModuleEdge,
-    ModuleConnection,
-    total_count
-);
-connection_types!(crate::learners::User, UserEdge, UserConnection, total_count);
-connection_types!(
-    crate::learners::Progress,
-    ProgressEdge,
-    ProgressConnection,
-    total_count
-);
-connection_types!(
-    crate::learners::ActivityEntry,
-    ActivityEdge,
-    ActivityConnection
-);
-connection_types!(
-    crate::notifications::Notification,
-    NotificationEdge,
-    NotificationConnection
-);
+/// One item of a list with its cursor (`<Name>Edge`).
+pub struct Edge<N> {
+    cursor: Cursor,
+    node: N,
+}
+
+impl<N: Node> TypeName for Edge<N> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Edge", N::LIST_NAME).into()
+    }
+}
+
+/// One item of a list with its cursor.
+#[Object(name_type)]
+impl<N: Node> Edge<N> {
+    async fn cursor(&self) -> String {
+        self.cursor.value()
+    }
+    async fn node(&self) -> &N {
+        &self.node
+    }
+}
+
+/// The `totalCount` of a connection whose lists can say their size.
+#[derive(SimpleObject)]
+pub struct TotalCount {
+    /// Size of the whole filtered list (computed only when selected).
+    total_count: i64,
+}
+
+/// A page of a list (`<Name>Connection`): edges (built only when
+/// selected), nodes, page info and, with `TotalCount`, the list's size.
+pub struct Connection<N, F = EmptyFields> {
+    cursors: Vec<Cursor>,
+    nodes: Vec<N>,
+    page_info: PageInfo,
+    fields: F,
+}
+
+impl<N: Node, F: ObjectType + Send + Sync> TypeName for Connection<N, F> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Connection", N::LIST_NAME).into()
+    }
+}
+
+/// A page of a list.
+#[Object(name_type)]
+impl<N: Node, F: ObjectType + Send + Sync> Connection<N, F> {
+    async fn edges(&self) -> Vec<Edge<N>> {
+        self.cursors
+            .iter()
+            .zip(&self.nodes)
+            .map(|(cursor, node)| Edge {
+                cursor: cursor.clone(),
+                node: node.clone(),
+            })
+            .collect()
+    }
+    async fn nodes(&self) -> &[N] {
+        &self.nodes
+    }
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+    #[graphql(flatten)]
+    async fn fields(&self) -> &F {
+        &self.fields
+    }
+}
+
+impl<N> Connection<N, EmptyFields> {
+    /// A connection of the page's items.
+    pub fn from_page(page: Page<N>) -> Self {
+        Connection {
+            cursors: page.cursors,
+            nodes: page.nodes,
+            page_info: page.page_info,
+            fields: EmptyFields,
+        }
+    }
+}
+
+impl<N> Connection<N, TotalCount> {
+    /// A connection of the page's items and the list's size.
+    pub fn with_total(page: Page<N>, total_count: i64) -> Self {
+        Connection {
+            cursors: page.cursors,
+            nodes: page.nodes,
+            page_info: page.page_info,
+            fields: TotalCount { total_count },
+        }
+    }
+}
 
 /// The parts of a page: cursors, nodes and page info.
 pub struct Page<T> {
@@ -255,57 +277,6 @@ pub fn page<T, K: Serialize + Send + Sync + 'static>(
         page_info,
     }
 }
-
-/// Builds a connection type from a page; `$total` for those that have one.
-macro_rules! impl_from_page {
-    ($node:ty, $edge:ident, $conn:ident) => {
-        impl $conn {
-            pub fn from_page(page: Page<$node>) -> Self {
-                $conn {
-                    cursors: page.cursors,
-                    nodes: page.nodes,
-                    page_info: page.page_info,
-                }
-            }
-        }
-    };
-    ($node:ty, $edge:ident, $conn:ident, total) => {
-        impl $conn {
-            pub fn from_page(page: Page<$node>, total_count: i64) -> Self {
-                $conn {
-                    cursors: page.cursors,
-                    nodes: page.nodes,
-                    page_info: page.page_info,
-                    total_count,
-                }
-            }
-        }
-    };
-}
-
-impl_from_page!(
-    crate::catalogue::Module,
-    ModuleEdge,
-    ModuleConnection,
-    total
-);
-impl_from_page!(crate::learners::User, UserEdge, UserConnection, total);
-impl_from_page!(
-    crate::learners::Progress,
-    ProgressEdge,
-    ProgressConnection,
-    total
-);
-impl_from_page!(
-    crate::learners::ActivityEntry,
-    ActivityEdge,
-    ActivityConnection
-);
-impl_from_page!(
-    crate::notifications::Notification,
-    NotificationEdge,
-    NotificationConnection
-);
 
 #[cfg(test)]
 mod tests {

@@ -17,11 +17,6 @@ use axum::{
 };
 use tower_governor::{GovernorError, key_extractor::KeyExtractor};
 
-/// The client address of a GraphQL request, attached to it as request data
-/// so that `login` and `register` can apply their own, stricter limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientAddr(pub IpAddr);
-
 /// The socket's peer address, when the server was started with connect info
 /// (always, through `Application::run_until`).
 #[derive(Debug, Clone, Copy)]

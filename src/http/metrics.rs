@@ -15,14 +15,13 @@ use std::{
 };
 
 use axum::{
-    extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
-use crate::{db::Db, graphql::http::HttpState};
+use crate::db::Db;
 
 /// Latency buckets (seconds): a cached read is ~1 ms, a statistic on a miss
 /// tens of milliseconds, anything past a few seconds is an incident.
@@ -57,10 +56,11 @@ pub mod names {
     pub const CACHE_BACKEND: &str = "kairos_cache_backend";
     pub const CACHE_BREAKER_OPEN: &str = "kairos_cache_breaker_open";
     pub const CACHE_MEMORY_ENTRIES: &str = "kairos_cache_memory_entries";
-    pub use crate::notifications::jobs::metric_names::{
-        FINISHED as NOTIFICATION_JOBS_FINISHED, JOBS as NOTIFICATION_JOBS,
-        RETRIES as NOTIFICATION_JOB_RETRIES, SENT as NOTIFICATIONS_FANNED_OUT,
-    };
+    /// Notification fan-out jobs per live state (gauge).
+    pub const NOTIFICATION_JOBS: &str = "kairos_notification_jobs";
+    pub const NOTIFICATIONS_FANNED_OUT: &str = "kairos_notifications_fanned_out_total";
+    pub const NOTIFICATION_JOBS_FINISHED: &str = "kairos_notification_jobs_finished_total";
+    pub const NOTIFICATION_JOB_RETRIES: &str = "kairos_notification_job_retries_total";
 }
 
 /// The metrics of one service; cheap to clone.
@@ -275,15 +275,8 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn endpoint(State(http): State<HttpState>) -> Response {
-    let mongo = &http.app.settings.mongo;
-    let cache = http.app.cache.report().await;
-    let text = http.app.metrics.render(
-        &http.app.db,
-        (mongo.max_pool_size, mongo.min_pool_size),
-        &cache,
-    );
+/// `GET /metrics`: Prometheus text format, rendered from `text`.
+pub fn text_response(text: String) -> Response {
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -40,21 +40,14 @@ use tower_http::{
 };
 
 use self::metrics::Metrics;
-use crate::{config::LimitSettings, error::Code, graphql::http::error_response};
+use crate::{
+    config::LimitSettings,
+    error::{Code, Outcome, error_response},
+};
 
 /// Responses smaller than this are sent as they are (PRODUCT.md: "500 bytes
 /// or more are compressed").
 const COMPRESS_FROM_BYTES: u16 = 500;
-
-/// What a GraphQL response tells the request log and the metrics, attached
-/// to the response by `graphql::http`.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    /// The operation name (empty for an anonymous or unparsed operation).
-    pub operation: String,
-    /// The `extensions.code` of every error in the body.
-    pub codes: Vec<&'static str>,
-}
 
 /// Wraps `router` in the layers described in the module documentation.
 pub fn with_layers(router: Router, metrics: Metrics, limits: &LimitSettings) -> Router {

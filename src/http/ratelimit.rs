@@ -16,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use async_graphql::Context;
 use axum::{
     body::Body,
     http::{HeaderValue, Response, StatusCode, header},
@@ -27,14 +26,10 @@ use governor::{
 };
 use tower_governor::{GovernorError, GovernorLayer, governor::GovernorConfigBuilder};
 
-use super::{
-    client::{ClientAddr, ClientKey},
-    metrics::Metrics,
-};
+use super::{client::ClientKey, metrics::Metrics};
 use crate::{
     config::LimitSettings,
-    error::{ApiError, Code},
-    graphql::{app, http::error_response},
+    error::{Code, error_response},
 };
 
 /// How often idle buckets are dropped, so that the limiters' memory follows
@@ -133,22 +128,6 @@ impl AuthLimiter {
             .check_key(&addr)
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
-}
-
-/// Called first by `login` and `register`: RATE_LIMITED when the caller's
-/// address has used up its attempts for now.
-pub fn check_auth_attempt(ctx: &Context<'_>) -> Result<(), ApiError> {
-    let Some(ClientAddr(addr)) = ctx.data_opt::<ClientAddr>() else {
-        return Ok(());
-    };
-    let app = app(ctx);
-    app.auth_limiter.check(*addr).map_err(|wait| {
-        app.metrics.rate_limited("auth");
-        ApiError::RateLimited(format!(
-            "too many sign-in attempts from this address: retry in {} s",
-            wait.as_secs().max(1)
-        ))
-    })
 }
 
 #[cfg(test)]

@@ -6,18 +6,26 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 use bson::oid::ObjectId;
 
-use super::{Viewer, model::ProgressDoc, progress};
-use crate::{app::AppState, error::ApiError};
+use super::{model::ProgressDoc, progress};
+use crate::{
+    auth::Viewer,
+    db::Db,
+    error::ApiError,
+    graphql::{RequestLoader, Services},
+};
 
-/// Loads the viewer's progress by module id.
+/// Loads the viewer's progress by module id (nothing for anonymous callers).
 pub struct ProgressLoader {
-    app: AppState,
-    viewer: Viewer,
+    db: Db,
+    viewer: Option<Viewer>,
 }
 
-impl ProgressLoader {
-    pub fn new(app: AppState, viewer: Viewer) -> Self {
-        ProgressLoader { app, viewer }
+impl RequestLoader for ProgressLoader {
+    fn new(services: &Services, viewer: Option<Viewer>) -> Self {
+        ProgressLoader {
+            db: services.db.clone(),
+            viewer,
+        }
     }
 }
 
@@ -26,12 +34,13 @@ impl Loader<ObjectId> for ProgressLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[ObjectId]) -> Result<HashMap<ObjectId, ProgressDoc>, ApiError> {
-        Ok(
-            progress::for_modules(&self.app.db, self.viewer.user_id, keys)
-                .await?
-                .into_iter()
-                .map(|p| (p.module_id, p))
-                .collect(),
-        )
+        let Some(viewer) = self.viewer else {
+            return Ok(HashMap::new());
+        };
+        Ok(progress::for_modules(&self.db, viewer.user_id, keys)
+            .await?
+            .into_iter()
+            .map(|p| (p.module_id, p))
+            .collect())
     }
 }

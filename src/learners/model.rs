@@ -4,22 +4,7 @@ use async_graphql::Enum;
 use bson::{Document, doc, oid::ObjectId};
 use serde::{Deserialize, Serialize};
 
-/// A user's role; stored lowercase.
-#[derive(Enum, Serialize, Deserialize, Copy, Clone, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Learner,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Learner => "learner",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::auth::Role;
 
 /// A user without secrets: what every read but the login path loads.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -37,10 +37,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
 use crate::{
-    app::AppState,
+    auth::Role,
+    config::{JobSettings, MongoSettings},
     db::{Db, names},
     error::{ApiError, ApiResult, DUPLICATE_KEY},
-    learners::Role,
+    events::{Event, Listener},
+    http::metrics::Metrics,
 };
 
 /// Where a job stands; stored lowercase.
@@ -217,11 +219,11 @@ fn later(d: Duration) -> bson::DateTime {
 }
 
 /// Names of the job metrics (`/metrics`).
-pub mod metric_names {
-    pub const JOBS: &str = "kairos_notification_jobs";
-    pub const SENT: &str = "kairos_notifications_fanned_out_total";
-    pub const FINISHED: &str = "kairos_notification_jobs_finished_total";
-    pub const RETRIES: &str = "kairos_notification_job_retries_total";
+mod metric_names {
+    pub use crate::http::metrics::names::{
+        NOTIFICATION_JOB_RETRIES as RETRIES, NOTIFICATION_JOBS as JOBS,
+        NOTIFICATION_JOBS_FINISHED as FINISHED, NOTIFICATIONS_FANNED_OUT as SENT,
+    };
 }
 
 /// The handle the rest of the app holds: wakes this instance's worker when
@@ -237,6 +239,39 @@ impl JobSignal {
     }
 }
 
+/// The catalogue's events as fan-out jobs: a publish queues one and wakes
+/// this instance's worker; a deletion cancels the module's unfinished ones.
+pub struct FanOut {
+    pub db: Db,
+    pub signal: Arc<JobSignal>,
+}
+
+#[async_trait::async_trait]
+impl Listener for FanOut {
+    async fn on(&self, event: &Event) -> ApiResult<()> {
+        match event {
+            Event::ModulePublished { module_id, title } => {
+                enqueue(&self.db, *module_id, title).await?;
+                self.signal.wake();
+            }
+            Event::ModuleDeleted { module_id } => {
+                cancel_for_module(&self.db, *module_id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a worker runs with.
+pub struct WorkerDeps {
+    /// The database settings; the worker builds its own small client.
+    pub mongo: MongoSettings,
+    pub settings: JobSettings,
+    pub metrics: Metrics,
+    /// Wakes the worker when this instance queued a job.
+    pub signal: Arc<JobSignal>,
+}
+
 /// How one claimed job ended for this worker.
 enum Round {
     /// Finished (done) or cancelled or taken over: look for more work.
@@ -248,7 +283,9 @@ enum Round {
 /// One worker: its own database client (a fan-out never takes connections
 /// from the pool that serves requests, nor counts in its command figures).
 struct Worker {
-    app: AppState,
+    settings: JobSettings,
+    metrics: Metrics,
+    signal: Arc<JobSignal>,
     db: Db,
     owner: String,
     stop: watch::Receiver<bool>,
@@ -257,8 +294,8 @@ struct Worker {
 
 /// Runs this instance's worker until `stop` turns true (or its sender is
 /// dropped). Never panics on database trouble: it logs, waits and retries.
-pub async fn run_worker(app: AppState, stop: watch::Receiver<bool>) {
-    let mut settings = app.settings.mongo.clone();
+pub async fn run_worker(deps: WorkerDeps, stop: watch::Receiver<bool>) {
+    let mut settings = deps.mongo.clone();
     settings.min_pool_size = 0;
     settings.max_pool_size = 4;
     let db = match Db::connect(&settings).await {
@@ -270,7 +307,9 @@ pub async fn run_worker(app: AppState, stop: watch::Receiver<bool>) {
     };
     let mut worker = Worker {
         owner: format!("worker-{}", ObjectId::new().to_hex()),
-        app,
+        settings: deps.settings,
+        metrics: deps.metrics,
+        signal: deps.signal,
         db,
         stop,
         last_gauges: None,
@@ -286,7 +325,7 @@ impl Worker {
     }
 
     async fn run(&mut self) {
-        let signal: Arc<JobSignal> = self.app.jobs.clone();
+        let signal: Arc<JobSignal> = self.signal.clone();
         loop {
             if self.stopping() {
                 return;
@@ -304,7 +343,7 @@ impl Worker {
                 Err(_) => {}
             }
             self.refresh_gauges(false).await;
-            let poll = self.app.settings.jobs.poll;
+            let poll = self.settings.poll;
             tokio::select! {
                 _ = signal.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
@@ -320,7 +359,7 @@ impl Worker {
     /// Takes the oldest job that is due, or one whose worker died.
     async fn claim(&self) -> ApiResult<Option<JobDoc>> {
         let now = bson::DateTime::now();
-        let lease = later(self.app.settings.jobs.lease);
+        let lease = later(self.settings.lease);
         let jobs = self.db.collection::<JobDoc>(names::JOBS);
         let op = jobs
             .find_one_and_update(
@@ -358,8 +397,8 @@ impl Worker {
 
     async fn fan_out(&mut self, job: &mut JobDoc) -> ApiResult<Round> {
         let db = self.db.clone();
-        let batch = self.app.settings.jobs.batch_size as i64;
-        let lease = self.app.settings.jobs.lease;
+        let batch = self.settings.batch_size as i64;
+        let lease = self.settings.lease;
         if job.total.is_none() {
             let total = db
                 .run(
@@ -444,8 +483,7 @@ impl Worker {
             }
             job.resume_after = Some(last);
             job.notified += ids.len() as i64;
-            self.app
-                .metrics
+            self.metrics
                 .counter(metric_names::SENT, vec![])
                 .increment(ids.len() as u64);
         }
@@ -519,7 +557,7 @@ impl Worker {
     /// A round failed: back to the queue with a growing delay, or failed
     /// for good after the last attempt.
     async fn retry_later(&self, job: &JobDoc, err: &ApiError) {
-        let give_up = job.attempts >= self.app.settings.jobs.max_attempts as i32;
+        let give_up = job.attempts >= self.settings.max_attempts as i32;
         let now = bson::DateTime::now();
         let message = format!("attempt {} failed: {}", job.attempts, err.message());
         let mut set = doc! { "updated_at": now, "last_error": message };
@@ -530,7 +568,7 @@ impl Worker {
             set.insert("state", "queued");
             set.insert(
                 "next_attempt_at",
-                later(backoff(self.app.settings.jobs.retry_base, job.attempts)),
+                later(backoff(self.settings.retry_base, job.attempts)),
             );
         }
         let _ = self
@@ -544,8 +582,7 @@ impl Worker {
             self.count_finished(JobState::Failed);
             tracing::error!(job = %job.id, attempts = job.attempts, "fan-out failed for good");
         } else {
-            self.app
-                .metrics
+            self.metrics
                 .counter(metric_names::RETRIES, vec![])
                 .increment(1);
             tracing::warn!(job = %job.id, attempts = job.attempts, "fan-out round failed; retrying later");
@@ -553,8 +590,7 @@ impl Worker {
     }
 
     fn count_finished(&self, state: JobState) {
-        self.app
-            .metrics
+        self.metrics
             .counter(
                 metric_names::FINISHED,
                 vec![Label::new("state", state.as_str())],
@@ -601,8 +637,7 @@ impl Worker {
         };
         for state in live {
             let n = rows.iter().find(|r| r.state == state).map_or(0, |r| r.n);
-            self.app
-                .metrics
+            self.metrics
                 .gauge(
                     metric_names::JOBS,
                     vec![Label::new("state", state.as_str())],

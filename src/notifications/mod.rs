@@ -3,23 +3,15 @@
 //! background fan-out that tells every learner when a module is published
 //! ([`jobs`]).
 
+mod graphql;
 pub mod jobs;
 pub mod repo;
 
-use async_graphql::{Context, ID, Object, dataloader::DataLoader};
 use bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    catalogue::{Module, loaders::ModuleLoader},
-    error::{ApiError, GqlResult},
-    graphql::{
-        app, is_admin,
-        pagination::{NotificationConnection, page, page_size},
-        parse_id, require_viewer,
-        scalars::DateTime,
-    },
-};
+pub use graphql::{Notification, NotificationMutation, NotificationQuery};
+pub use jobs::FanOut;
 
 /// One `notifications` document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,117 +28,4 @@ pub struct NotificationDoc {
     /// The fan-out job that wrote it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<ObjectId>,
-}
-
-/// A notification as its learner sees it.
-#[derive(Clone, Debug)]
-pub struct Notification(pub NotificationDoc);
-
-#[Object]
-impl Notification {
-    async fn id(&self) -> ID {
-        ID(self.0.id.to_hex())
-    }
-    async fn message(&self) -> &str {
-        &self.0.message
-    }
-    async fn read(&self) -> bool {
-        self.0.read
-    }
-    async fn created_at(&self) -> DateTime {
-        self.0.created_at.into()
-    }
-    /// The module the notification is about, if any: null once it is
-    /// deleted (or, for a learner, unpublished again). One round trip for
-    /// a whole page.
-    async fn module(&self, ctx: &Context<'_>) -> GqlResult<Option<Module>> {
-        let Some(id) = self.0.module_id else {
-            return Ok(None);
-        };
-        let loader = ctx.data_unchecked::<DataLoader<ModuleLoader>>();
-        Ok(loader
-            .load_one(id)
-            .await?
-            .filter(|m| m.published || is_admin(ctx))
-            .map(Module::from))
-    }
-}
-
-#[derive(Default)]
-pub struct NotificationQuery;
-
-#[Object]
-impl NotificationQuery {
-    /// Newest first.
-    #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
-        cache_control(no_cache)
-    )]
-    #[tracing::instrument(skip_all)]
-    async fn notifications(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = 20)] first: Option<i32>,
-        after: Option<String>,
-        #[graphql(default_with = "Some(false)")] unread_only: Option<bool>,
-    ) -> GqlResult<NotificationConnection> {
-        let viewer = *require_viewer(ctx)?;
-        let app = app(ctx);
-        let limit = page_size(first)?;
-        let unread_only = unread_only.unwrap_or(false);
-        let scope =
-            serde_json::json!(["notifications", viewer.user_id.to_hex(), unread_only]).to_string();
-        let after: Option<repo::NotificationKey> =
-            after.map(|c| app.cursors.decode(&scope, &c)).transpose()?;
-        // Not cached: the background fan-out writes here without going
-        // through a resolver that could invalidate.
-        let items = repo::list(&app.db, viewer.user_id, unread_only, after.as_ref(), limit).await?;
-        let items: Vec<Notification> = items.into_iter().map(Notification).collect();
-        Ok(NotificationConnection::from_page(page(
-            &app.cursors,
-            &scope,
-            items,
-            limit,
-            |n: &Notification| repo::key_of(&n.0),
-        )))
-    }
-
-    /// The viewer's unread notifications (an index-backed count).
-    #[graphql(cache_control(no_cache))]
-    async fn unread_notification_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
-        let viewer = *require_viewer(ctx)?;
-        Ok(repo::unread_count(&app(ctx).db, viewer.user_id).await?)
-    }
-}
-
-#[derive(Default)]
-pub struct NotificationMutation;
-
-#[Object]
-impl NotificationMutation {
-    /// Marks the given notifications read (all when ids is null); returns
-    /// how many changed.
-    async fn mark_notifications_read(
-        &self,
-        ctx: &Context<'_>,
-        ids: Option<Vec<ID>>,
-    ) -> GqlResult<i64> {
-        let viewer = *require_viewer(ctx)?;
-        let ids = match ids {
-            None => None,
-            Some(ids) if ids.len() > repo::MAX_MARK_IDS => {
-                return Err(ApiError::bad_input(format!(
-                    "`ids` may hold at most {} ids",
-                    repo::MAX_MARK_IDS
-                ))
-                .into());
-            }
-            Some(ids) => Some(
-                ids.iter()
-                    .map(|id| parse_id(id, "ids"))
-                    .collect::<Result<Vec<ObjectId>, _>>()?,
-            ),
-        };
-        Ok(repo::mark_read(&app(ctx).db, viewer.user_id, ids.as_deref()).await?)
-    }
 }

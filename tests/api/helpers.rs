@@ -9,13 +9,10 @@ use std::sync::{
 use bson::{Document, doc, oid::ObjectId};
 use kairos::{
     app::{AppState, Application},
+    auth::{Role, password::hash_password_blocking},
     config::Settings,
     db::{Db, indexes},
-    learners::{
-        Role,
-        auth::hash_password_blocking,
-        users::{NewUser, user_document},
-    },
+    learners::users::{NewUser, user_document},
 };
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -100,7 +97,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
-        db: state.db.clone(),
+        db: state.services.db.clone(),
         state,
         _shutdown: tx,
     }

@@ -14,7 +14,7 @@ const SHARED_CONTRACT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/sp
 
 #[test]
 fn the_exported_sdl_matches_the_running_schema() {
-    let running = kairos::graphql::sdl();
+    let running = kairos::schema::sdl();
     if std::env::var("UPDATE_SCHEMA").is_ok() {
         std::fs::write(EXPORTED, &running).unwrap();
     }
@@ -105,10 +105,15 @@ fn shape(sdl: &str) -> Shape {
     out
 }
 
+/// Parts of contract 1.1 not served yet, each with the issue that adds it.
+/// The test fails for anything else missing, and also when an entry here
+/// is served (so the list only shrinks).
+const PENDING_1_1: &[&str] = &[];
+
 #[test]
 fn every_type_field_and_argument_of_the_contract_is_served_unchanged() {
     let contract = shape(&std::fs::read_to_string(CONTRACT).unwrap());
-    let running = shape(&kairos::graphql::sdl());
+    let running = shape(&kairos::schema::sdl());
     let mut missing = Vec::new();
     for (name, (kind, members)) in &contract {
         let Some((running_kind, running_members)) = running.get(name) else {
@@ -155,6 +160,15 @@ fn every_type_field_and_argument_of_the_contract_is_served_unchanged() {
         }
     }
     missing.sort();
+    let served_now: Vec<&&str> = PENDING_1_1
+        .iter()
+        .filter(|p| !missing.iter().any(|m| m == **p))
+        .collect();
+    assert!(
+        served_now.is_empty(),
+        "served now, remove from PENDING_1_1: {served_now:?}"
+    );
+    missing.retain(|m| !PENDING_1_1.contains(&m.as_str()));
     assert!(
         missing.is_empty(),
         "the running schema breaks the contract:\n{}",

@@ -1,16 +1,13 @@
-//! Catalogue writes: validated module documents, and the writes that create,
-//! change and delete them. Cache invalidation and the publish fan-out are
-//! the resolvers' business (`admin::mod`); this file only talks to MongoDB.
+//! What admins send to create or change a module: the GraphQL input types
+//! are the raw form, and `parse` turns them into validated values (trimmed,
+//! bounded, BAD_USER_INPUT naming the field), so raw and valid values never
+//! share a type and nothing copies fields one by one.
 
-use bson::{Bson, Document, doc, oid::ObjectId};
-use futures::TryStreamExt;
-use mongodb::options::ReturnDocument;
+use async_graphql::InputObject;
+use bson::Document;
 
-use crate::{
-    catalogue::{Level, ModuleDoc, model::summary_projection},
-    db::{Db, names},
-    error::{ApiError, ApiResult, is_duplicate_key},
-};
+use super::model::Level;
+use crate::error::{ApiError, ApiResult};
 
 /// Longest slug; slugs are URL parts.
 pub const MAX_SLUG: usize = 100;
@@ -93,8 +90,40 @@ fn validate_content(content: String) -> ApiResult<String> {
     Ok(content)
 }
 
-/// Every field of a new module; [`NewModule::validate`] checks and
-/// normalizes them.
+// A new module as sent (`createModule`); no doc comment, which would
+// change the contract SDL.
+#[derive(InputObject, Debug, Clone)]
+pub struct ModuleInput {
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub category: String,
+    pub level: Level,
+    #[graphql(default_with = "Some(Vec::new())")]
+    pub tags: Option<Vec<String>>,
+    pub duration_minutes: i32,
+    pub position: i32,
+    #[graphql(default_with = "Some(false)")]
+    pub published: Option<bool>,
+    pub content: String,
+}
+
+// Changes as sent (`updateModule`); a missing field stays as it is.
+#[derive(InputObject, Debug, Clone, Default)]
+pub struct ModuleUpdateInput {
+    pub slug: Option<String>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub category: Option<String>,
+    pub level: Option<Level>,
+    pub tags: Option<Vec<String>>,
+    pub duration_minutes: Option<i32>,
+    pub position: Option<i32>,
+    pub published: Option<bool>,
+    pub content: Option<String>,
+}
+
+/// A validated new module.
 #[derive(Debug, Clone)]
 pub struct NewModule {
     pub slug: String,
@@ -111,48 +140,32 @@ pub struct NewModule {
 
 impl NewModule {
     /// The module with trimmed fields, or BAD_USER_INPUT naming the field.
-    pub fn validate(self) -> ApiResult<Self> {
-        let raw = self;
+    pub fn parse(raw: ModuleInput) -> ApiResult<Self> {
         Ok(NewModule {
             slug: validate_slug(&raw.slug)?,
             title: required_text("title", &raw.title, MAX_TITLE)?,
             summary: required_text("summary", &raw.summary, MAX_SUMMARY)?,
             category: required_text("category", &raw.category, MAX_CATEGORY)?,
             level: raw.level,
-            tags: validate_tags(&raw.tags)?,
+            tags: validate_tags(&raw.tags.unwrap_or_default())?,
             duration_minutes: validate_duration(raw.duration_minutes)?,
             position: validate_position(raw.position)?,
-            published: raw.published,
+            published: raw.published.unwrap_or(false),
             content: validate_content(raw.content)?,
         })
     }
 }
 
-/// The raw fields of `ModuleUpdateInput`; `None` leaves a field as it is.
-#[derive(Default)]
-pub struct RawChanges {
-    pub slug: Option<String>,
-    pub title: Option<String>,
-    pub summary: Option<String>,
-    pub category: Option<String>,
-    pub level: Option<Level>,
-    pub tags: Option<Vec<String>>,
-    pub duration_minutes: Option<i32>,
-    pub position: Option<i32>,
-    pub published: Option<bool>,
-    pub content: Option<String>,
-}
-
 /// A validated update: the `$set` of the given fields.
 #[derive(Debug, Clone)]
 pub struct Changes {
-    set: Document,
+    pub(crate) set: Document,
     /// Whether the update asks for `published: true`.
     pub publishes: bool,
 }
 
 impl Changes {
-    pub fn parse(raw: RawChanges) -> ApiResult<Self> {
+    pub fn parse(raw: ModuleUpdateInput) -> ApiResult<Self> {
         let mut set = Document::new();
         if let Some(v) = raw.slug {
             set.insert("slug", validate_slug(&v)?);
@@ -191,144 +204,10 @@ impl Changes {
     }
 }
 
-fn slug_conflict() -> ApiError {
-    ApiError::Conflict("a module with this slug already exists".into())
-}
-
-/// Inserts a module; a taken slug (unique index `slug_unique`) is CONFLICT.
-#[tracing::instrument(skip_all)]
-pub async fn create(db: &Db, m: NewModule) -> ApiResult<ModuleDoc> {
-    let now = bson::DateTime::now();
-    let doc = ModuleDoc {
-        id: ObjectId::new(),
-        slug: m.slug,
-        title: m.title,
-        summary: m.summary,
-        category: m.category,
-        level: m.level,
-        tags: m.tags,
-        duration_minutes: m.duration_minutes,
-        position: m.position,
-        published: m.published,
-        created_at: now,
-        updated_at: now,
-        content: Some(m.content),
-    };
-    match db
-        .run_keep(db.collection::<ModuleDoc>(names::MODULES).insert_one(&doc))
-        .await?
-    {
-        Ok(_) => Ok(ModuleDoc {
-            content: None,
-            ..doc
-        }),
-        Err(e) if is_duplicate_key(&e) => Err(slug_conflict()),
-        Err(e) => Err(ApiError::from(e)),
-    }
-}
-
-/// Applies `changes`; returns the module as it was before (without
-/// content) and as it is after, or `None` for an unknown id. The before
-/// image tells, atomically, whether this very update published it.
-#[tracing::instrument(skip_all, fields(module = %id))]
-pub async fn update(
-    db: &Db,
-    id: ObjectId,
-    changes: Changes,
-) -> ApiResult<Option<(ModuleDoc, ModuleDoc)>> {
-    let coll = db.collection::<ModuleDoc>(names::MODULES);
-    let mut set = changes.set;
-    set.insert("updated_at", bson::DateTime::now());
-    let op = coll
-        .find_one_and_update(doc! { "_id": id }, doc! { "$set": set.clone() })
-        .projection(summary_projection())
-        .return_document(ReturnDocument::Before)
-        .max_time(db.op_timeout);
-    let before = match db.run_keep(op).await? {
-        Ok(Some(before)) => before,
-        Ok(None) => return Ok(None),
-        Err(e) if is_duplicate_key(&e) => return Err(slug_conflict()),
-        Err(e) => return Err(ApiError::from(e)),
-    };
-    let after = apply(&before, &set)?;
-    Ok(Some((before, after)))
-}
-
-/// The module after a `$set` of validated fields (content left out: the
-/// `content` field reads it back when selected).
-fn apply(before: &ModuleDoc, set: &Document) -> ApiResult<ModuleDoc> {
-    let mut d = bson::to_document(before).map_err(|e| ApiError::internal("module update", e))?;
-    for (k, v) in set {
-        if k != "content" {
-            d.insert(k.clone(), v.clone());
-        }
-    }
-    d.remove("content");
-    bson::from_document(d).map_err(|e| ApiError::internal("module update", e))
-}
-
-/// What a deletion removed.
-#[derive(Debug, Default, Clone)]
-pub struct Deleted {
-    /// Learners who had progress on the module: their cached progress,
-    /// history and statistics are stale now.
-    pub learners: Vec<ObjectId>,
-}
-
-/// Deletes a module with its progress and activity entries; notifications
-/// that named it keep their text and lose the module. `None` for an
-/// unknown id. Every step is index-backed (`module_status`, `module`).
-#[tracing::instrument(skip_all, fields(module = %id))]
-pub async fn delete(db: &Db, id: ObjectId) -> ApiResult<Option<Deleted>> {
-    let exists = db
-        .run(
-            db.raw(names::MODULES)
-                .find_one(doc! { "_id": id })
-                .projection(doc! { "_id": 1 })
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    if exists.is_none() {
-        return Ok(None);
-    }
-    // First: no fan-out goes on telling learners about a module that is gone.
-    crate::notifications::jobs::cancel_for_module(db, id).await?;
-    let cursor = db
-        .run(
-            db.raw(names::PROGRESS)
-                .find(doc! { "module_id": id })
-                .projection(doc! { "_id": 0, "user_id": 1 })
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    let rows: Vec<Document> = db.run(cursor.try_collect()).await?;
-    let learners = rows
-        .iter()
-        .filter_map(|d| d.get_object_id("user_id").ok())
-        .collect();
-    let removed = db
-        .run(db.raw(names::MODULES).delete_one(doc! { "_id": id }))
-        .await?;
-    db.run(
-        db.raw(names::PROGRESS)
-            .delete_many(doc! { "module_id": id }),
-    )
-    .await?;
-    db.run(
-        db.raw(names::ACTIVITY)
-            .delete_many(doc! { "module_id": id }),
-    )
-    .await?;
-    db.run(db.raw(names::NOTIFICATIONS).update_many(
-        doc! { "module_id": id },
-        doc! { "$set": { "module_id": Bson::Null } },
-    ))
-    .await?;
-    Ok((removed.deleted_count > 0).then_some(Deleted { learners }))
-}
-
 #[cfg(test)]
 mod tests {
+    use bson::doc;
+
     use super::*;
 
     #[test]
@@ -349,40 +228,40 @@ mod tests {
         }
     }
 
-    fn raw() -> NewModule {
-        NewModule {
+    fn raw() -> ModuleInput {
+        ModuleInput {
             slug: "ok".into(),
             title: " Title ".into(),
             summary: "Summary".into(),
             category: "rust".into(),
             level: Level::Beginner,
-            tags: vec!["a".into()],
+            tags: Some(vec!["a".into()]),
             duration_minutes: 30,
             position: 0,
-            published: false,
+            published: Some(false),
             content: String::new(),
         }
     }
 
     #[test]
     fn a_new_module_is_trimmed_and_checked_field_by_field() {
-        assert_eq!(raw().validate().unwrap().title, "Title");
-        let cases: Vec<fn(&mut NewModule)> = vec![
+        assert_eq!(NewModule::parse(raw()).unwrap().title, "Title");
+        let cases: Vec<fn(&mut ModuleInput)> = vec![
             |r| r.title = "  ".into(),
             |r| r.summary = String::new(),
             |r| r.category = "x".repeat(101),
             |r| r.duration_minutes = 0,
             |r| r.duration_minutes = 10_001,
             |r| r.position = -1,
-            |r| r.tags = vec!["t".into(); 21],
-            |r| r.tags = vec![String::new()],
+            |r| r.tags = Some(vec!["t".into(); 21]),
+            |r| r.tags = Some(vec![String::new()]),
             |r| r.content = "x".repeat(MAX_CONTENT_BYTES + 1),
         ];
         for (i, change) in cases.into_iter().enumerate() {
             let mut r = raw();
             change(&mut r);
             assert!(
-                matches!(r.validate(), Err(ApiError::BadUserInput(_))),
+                matches!(NewModule::parse(r), Err(ApiError::BadUserInput(_))),
                 "case {i}"
             );
         }
@@ -390,7 +269,7 @@ mod tests {
 
     #[test]
     fn an_update_sets_only_the_given_fields() {
-        let c = Changes::parse(RawChanges {
+        let c = Changes::parse(ModuleUpdateInput {
             title: Some("New".into()),
             published: Some(true),
             ..Default::default()
@@ -399,7 +278,7 @@ mod tests {
         assert_eq!(c.set, doc! { "title": "New", "published": true });
         assert!(c.publishes);
         assert!(
-            Changes::parse(RawChanges {
+            Changes::parse(ModuleUpdateInput {
                 duration_minutes: Some(0),
                 ..Default::default()
             })

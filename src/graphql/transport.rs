@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{dataloader::DataLoader, parser::types::OperationType};
+use async_graphql::{Executor, parser::types::OperationType};
 use axum::{
     body::Bytes,
     extract::{RawQuery, State, rejection::BytesRejection},
@@ -17,28 +17,31 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    KairosSchema,
+    context::RequestData,
     documents::{Documents, Refusal},
 };
 use crate::{
-    app::AppState,
-    catalogue::loaders::{ContentLoader, ModuleLoader},
-    error::Code,
-    http::{
-        Outcome,
-        client::{ClientAddr, Peer, client_ip},
-    },
-    learners::{Viewer, loaders::ProgressLoader},
+    auth::{TokenService, Viewer},
+    error::{Code, Outcome, error_response, error_response_with},
+    http::client::{Peer, client_ip},
 };
 
-/// State of the GraphQL routes.
-#[derive(Clone)]
-pub struct HttpState {
-    pub app: AppState,
-    pub schema: KairosSchema,
+/// The GraphQL endpoint: the schema (any executor, so this layer names no
+/// domain), the document store and what the transport checks itself.
+pub struct Endpoint<E> {
+    pub executor: E,
     /// Parsed, persisted and trusted documents.
     pub documents: Arc<Documents>,
+    /// Checks the bearer token of each request.
+    pub tokens: TokenService,
+    /// Whether `X-Forwarded-For` names the client (behind a proxy).
+    pub trust_proxy: bool,
+    /// Whether `GET /graphql` from a browser gets GraphiQL.
+    pub graphiql: bool,
 }
+
+/// The state of the GraphQL routes.
+pub type EndpointState<E> = Arc<Endpoint<E>>;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
@@ -99,32 +102,6 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Media> {
     }
 }
 
-/// A response body of the GraphQL shape carrying one error.
-pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
-    error_response_with(status, code, message, json!({}))
-}
-
-/// [`error_response`] with more `extensions` entries.
-fn error_response_with(status: StatusCode, code: Code, message: &str, extra: Value) -> Response {
-    let mut extensions = json!({ "code": code.as_str() });
-    if let (Some(ext), Value::Object(extra)) = (extensions.as_object_mut(), extra) {
-        ext.extend(extra);
-    }
-    let body = json!({ "errors": [ { "message": message, "extensions": extensions } ] });
-    let mut resp = (status, axum::Json(body)).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
-    resp.extensions_mut().insert(Outcome {
-        operation: String::new(),
-        codes: vec![code.as_str()],
-    });
-    resp
-}
-
 fn bad_request(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, message)
 }
@@ -144,7 +121,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 /// documented auth link sends `authorization: ""` when the SPA has no token.
 /// Anything else that is not a valid bearer token (`Bearer` alone, another
 /// scheme) stays UNAUTHENTICATED.
-fn viewer_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Viewer>, Box<Response>> {
+fn viewer_of(tokens: &TokenService, headers: &HeaderMap) -> Result<Option<Viewer>, Box<Response>> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -167,10 +144,7 @@ fn viewer_of(app: &AppState, headers: &HeaderMap) -> Result<Option<Viewer>, Box<
         })
         .map(str::trim)
         .ok_or_else(unauthenticated)?;
-    app.tokens
-        .verify(token)
-        .map(Some)
-        .ok_or_else(unauthenticated)
+    tokens.verify(token).map(Some).ok_or_else(unauthenticated)
 }
 
 /// How a request arrived; GET may only read.
@@ -181,15 +155,15 @@ enum Method {
 }
 
 /// Runs one GraphQL request with its per-request data and shapes the reply.
-async fn execute(
-    http: &HttpState,
+async fn execute<E: Executor>(
+    http: &Endpoint<E>,
     headers: &HeaderMap,
     peer: Peer,
     method: Method,
     media: Media,
     mut request: async_graphql::Request,
 ) -> Response {
-    let viewer = match viewer_of(&http.app, headers) {
+    let viewer = match viewer_of(&http.tokens, headers) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -214,29 +188,12 @@ async fn execute(
         .as_deref()
         .map(|d| d.operation_name(request.operation_name.as_deref()))
         .unwrap_or_default();
-    let app = &http.app;
-    // DataLoaders live for one request: they carry the viewer and must never
-    // serve one caller's data to another.
-    request = request
-        .data(DataLoader::new(
-            ContentLoader::new(app.clone()),
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            ModuleLoader::new(app.clone()),
-            tokio::spawn,
-        ));
     let signed_in = viewer.is_some();
-    if let Some(viewer) = viewer {
-        request = request.data(viewer).data(DataLoader::new(
-            ProgressLoader::new(app.clone(), viewer),
-            tokio::spawn,
-        ));
-    }
-    if let Some(ip) = client_ip(headers, peer.0, app.settings.limits.trust_proxy) {
-        request = request.data(ClientAddr(ip));
-    }
-    let response = http.schema.execute(request).await;
+    // One request's own data: its viewer, its address and its DataLoaders,
+    // never shared with another request.
+    let client = client_ip(headers, peer.0, http.trust_proxy);
+    request = request.data(RequestData::new(viewer, client));
+    let response = http.executor.execute(request).await;
     let cache_control = cache_control(&response, op_type, signed_in);
     let mut resp = shape(response, media);
     let headers = resp.headers_mut();
@@ -366,8 +323,8 @@ fn not_acceptable() -> Response {
 /// `POST /graphql`: a JSON body `{query, variables?, operationName?,
 /// extensions?}`. Other body types (forms, multipart, text/plain: what a
 /// cross-site page can send without a preflight) are refused with 415.
-pub async fn post_graphql(
-    State(http): State<HttpState>,
+pub async fn post_graphql<E: Executor>(
+    State(http): State<EndpointState<E>>,
     peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -409,7 +366,7 @@ pub async fn post_graphql(
             );
         }
     };
-    execute(&http, &headers, peer, Method::Post, media, request).await
+    execute(&*http, &headers, peer, Method::Post, media, request).await
 }
 
 /// Whether the body is declared JSON: `application/json` (or the GraphQL
@@ -438,8 +395,8 @@ fn is_json_body(headers: &HeaderMap) -> bool {
 }
 
 /// `GET /graphql`: GraphiQL for a browser, else a query from the URL.
-pub async fn get_graphql(
-    State(http): State<HttpState>,
+pub async fn get_graphql<E: Executor>(
+    State(http): State<EndpointState<E>>,
     peer: Peer,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -459,7 +416,7 @@ pub async fn get_graphql(
             );
         }
     };
-    execute(&http, &headers, peer, Method::Get, media, request).await
+    execute(&*http, &headers, peer, Method::Get, media, request).await
 }
 
 /// The request of a GET query string: `query`, `operationName`, and
@@ -500,12 +457,12 @@ pub async fn other_method() -> Response {
 }
 
 /// `GET /`: GraphiQL when enabled, else a pointer to the endpoint.
-pub async fn graphiql_root(State(http): State<HttpState>) -> Response {
+pub async fn graphiql_root<E: Executor>(State(http): State<EndpointState<E>>) -> Response {
     graphiql(&http)
 }
 
-fn graphiql(http: &HttpState) -> Response {
-    super::graphiql::page(http.app.settings.graphiql)
+fn graphiql<E>(http: &Endpoint<E>) -> Response {
+    super::graphiql::page(http.graphiql)
 }
 
 #[cfg(test)]
