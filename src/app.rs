@@ -19,6 +19,7 @@ use axum::{
     response::{IntoResponse, Json},
     routing::get,
 };
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -83,7 +84,7 @@ impl Application {
         }
         let text_search = indexes::has_text_index(&db).await;
         let state = AppState(Arc::new(App {
-            cursors: CursorCodec::new(&settings.auth.jwt_secret),
+            cursors: CursorCodec::new(settings.auth.jwt_secret.expose_secret()),
             tokens: TokenService::new(&settings.auth),
             text_search: AtomicBool::new(text_search),
             metrics: Metrics::new(),
