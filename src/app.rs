@@ -19,6 +19,7 @@ use axum::{
     response::{IntoResponse, Json, Response},
     routing::get,
 };
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -99,7 +100,7 @@ impl Application {
             signal: jobs.clone(),
         };
         let services = Services {
-            cursors: CursorCodec::new(&settings.auth.jwt_secret),
+            cursors: CursorCodec::new(settings.auth.jwt_secret.expose_secret()),
             tokens: TokenService::new(&settings.auth),
             metrics: Metrics::new(),
             auth_limiter: Arc::new(AuthLimiter::new(settings.limits.auth_rate_limit_per_minute)),

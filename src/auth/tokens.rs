@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bson::oid::ObjectId;
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use super::Role;
@@ -42,8 +43,8 @@ impl TokenService {
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
         TokenService {
-            encoding: EncodingKey::from_secret(settings.jwt_secret.as_bytes()),
-            decoding: DecodingKey::from_secret(settings.jwt_secret.as_bytes()),
+            encoding: EncodingKey::from_secret(settings.jwt_secret.expose_secret().as_bytes()),
+            decoding: DecodingKey::from_secret(settings.jwt_secret.expose_secret().as_bytes()),
             validation,
             ttl: settings.token_ttl,
         }
@@ -84,7 +85,7 @@ mod tests {
     #[test]
     fn tokens_verify_and_forgeries_do_not() {
         let settings = AuthSettings {
-            jwt_secret: "s".repeat(32),
+            jwt_secret: "s".repeat(32).into(),
             token_ttl: Duration::from_secs(60),
         };
         let service = TokenService::new(&settings);
@@ -95,7 +96,7 @@ mod tests {
         let (token, _) = service.issue(viewer).unwrap();
         assert_eq!(service.verify(&token), Some(viewer));
         let other = TokenService::new(&AuthSettings {
-            jwt_secret: "t".repeat(32),
+            jwt_secret: "t".repeat(32).into(),
             ..settings
         });
         assert!(other.verify(&token).is_none());

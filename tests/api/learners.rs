@@ -219,7 +219,8 @@ async fn bad_forged_or_expired_tokens_are_unauthenticated_even_for_public_fields
     };
     let expired = {
         use jsonwebtoken::{EncodingKey, Header, encode};
-        let secret = &app.state.settings.auth.jwt_secret;
+        use secrecy::ExposeSecret;
+        let secret = app.state.settings.auth.jwt_secret.expose_secret();
         let claims =
             json!({ "sub": ObjectId::new().to_hex(), "role": "learner", "iat": 1, "exp": 100 });
         encode(
