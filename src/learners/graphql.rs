@@ -320,16 +320,14 @@ impl LearnerQuery {
             .map(|c| ctx.cursors().decode(&scope, &c))
             .transpose()?;
         let with_total = ctx.selects("totalCount");
-        let (items, total) = service::progress_page(
-            ctx.db(),
-            ctx.cache(),
-            viewer.user_id,
+        let q = progress::ProgressPage {
             status,
-            after.as_ref(),
+            after,
             limit,
             with_total,
-        )
-        .await?;
+        };
+        let (items, total) =
+            service::progress_page(ctx.db(), ctx.cache(), viewer.user_id, &q).await?;
         let items: Vec<Progress> = items.into_iter().map(Progress).collect();
         Ok(Connection::with_total(
             page(ctx.cursors(), &scope, items, limit, |p: &Progress| {

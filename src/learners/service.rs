@@ -5,8 +5,8 @@
 use bson::oid::ObjectId;
 
 use super::{
-    model::{ActivityDoc, ProgressDoc, ProgressStatus},
-    progress::{self, ActivityKey, ProgressKey, Report},
+    model::{ActivityDoc, ProgressDoc},
+    progress::{self, ActivityKey, ProgressPage, Report},
     stats,
 };
 use crate::{
@@ -38,19 +38,12 @@ pub async fn progress_page(
     db: &Db,
     cache: &Cache,
     user_id: ObjectId,
-    status: Option<ProgressStatus>,
-    after: Option<&ProgressKey>,
-    limit: i64,
-    with_total: bool,
+    q: &ProgressPage,
 ) -> ApiResult<(Vec<ProgressDoc>, i64)> {
-    let key = format!(
-        "{}:{}",
-        user_id.to_hex(),
-        digest(&(status.map(|s| s.as_str()), after, limit, with_total))
-    );
+    let key = format!("{}:{}", user_id.to_hex(), digest(q));
     cache
         .get_or_compute(PROGRESS, &key, &[scope(user_id)], || {
-            progress::list(db, user_id, status, after, limit, with_total)
+            progress::list(db, user_id, q)
         })
         .await
 }
