@@ -176,6 +176,17 @@ impl Db {
         })
     }
 
+    /// Closes the client's pools and stops its background tasks, waiting
+    /// for them. Short-lived commands (`seed`, `indexes`) call it before the
+    /// runtime shuts down: dropping the client with its pool workers still
+    /// running made the driver panic in its connection requester
+    /// (`SendError`) at exit.
+    pub async fn shutdown(self) {
+        let Db { client, db, .. } = self;
+        drop(db);
+        client.shutdown().await;
+    }
+
     /// One round trip to the server; used at start and by `/ready`.
     pub async fn ping(&self) -> ApiResult<()> {
         self.run(self.db.run_command(doc! { "ping": 1 })).await?;
