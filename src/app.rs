@@ -209,6 +209,9 @@ fn router(
             "/graphiql/assets/{digest}/{name}",
             get(graphql::graphiql::asset),
         )
+        .route(crate::webapp::PATH, get(crate::webapp::page))
+        .route("/app/", get(crate::webapp::page))
+        .route("/app/assets/{digest}/{name}", get(crate::webapp::asset))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(crate::http::metrics::endpoint))

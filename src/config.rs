@@ -42,6 +42,8 @@ pub struct Settings {
     pub graphiql: bool,
     /// Answer introspection queries (`__schema`, `__type`).
     pub introspection: bool,
+    /// Serve the web app at `/app` (`WEB_APP`; off in production unless set).
+    pub web_app: bool,
     /// How long activity entries are kept (TTL index on `activity.at`).
     pub activity_retention_days: u32,
 }
@@ -440,6 +442,7 @@ impl Settings {
             graphql,
             graphiql: parse_bool(src, "GRAPHIQL", !production)?,
             introspection: parse_bool(src, "INTROSPECTION", !production)?,
+            web_app: parse_bool(src, "WEB_APP", !production)?,
             activity_retention_days,
         })
     }

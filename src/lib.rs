@@ -13,7 +13,8 @@
 //!
 //! Each domain keeps its GraphQL types next to its MongoDB access. `db`
 //! owns the one client and the index bootstrap; `config` the typed
-//! settings; `seed` the deterministic demo data.
+//! settings; `seed` the deterministic demo data; `webapp` the single-page
+//! app served at `/app` (sources in `web/`).
 
 pub mod admin;
 pub mod app;
@@ -28,6 +29,7 @@ pub mod learners;
 pub mod notifications;
 pub mod seed;
 pub mod telemetry;
+pub mod webapp;
 
 /// mimalloc instead of the system allocator: a request allocates and frees
 /// many small objects across worker threads, where glibc's malloc spent
