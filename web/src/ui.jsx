@@ -134,8 +134,13 @@ export function ColumnChart({ title, data, format = String }) {
           return (
             <g key={d.label}>
               <rect x={i * step + step * 0.15} y={base - h} width={step * 0.7} height={h} rx="2" class="chart-bar" />
-              {i % every === 0 && (
-                <text x={i * step + step / 2} y={height - 6} text-anchor="middle" class="chart-label">
+              {(data.length - 1 - i) % every === 0 && (
+                <text
+                  x={i === 0 ? 0 : i === data.length - 1 ? width : i * step + step / 2}
+                  y={height - 6}
+                  text-anchor={i === 0 ? 'start' : i === data.length - 1 ? 'end' : 'middle'}
+                  class="chart-label"
+                >
                   {d.label}
                 </text>
               )}
