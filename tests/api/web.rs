@@ -329,10 +329,12 @@ async fn seed_catalogue(app: &TestApp) -> (usize, String, String) {
         .enumerate()
         .map(|(i, name)| {
             let slug = format!("web-{}", name.to_lowercase());
+            let category = ["web", "data", "ops"][i % 3];
+            let level = ["beginner", "intermediate", "advanced"][(i / 3) % 3];
             let mut fields = doc! {
                 "title": format!("{name} of the web"),
-                "category": ["web", "data", "ops"][i % 3],
-                "level": ["beginner", "intermediate", "advanced"][(i / 3) % 3],
+                "category": category,
+                "level": level,
             };
             if i == 0 {
                 fields.insert("content", INJECTED_MARKDOWN);
@@ -370,18 +372,22 @@ async fn the_web_app_serves_learners_and_admins_in_headless_chromium() {
     if !enabled("webapp", true) {
         return;
     }
-    // Trusted documents only: the app must need nothing but its manifest.
+    // The data is arranged through a second instance on the same database,
+    // since the one the browser uses runs the app's manifest only.
+    let arrange = spawn_app_with(&[("WORKER_ENABLED", "false")]).await;
+    let (count, slug, title) = seed_catalogue(&arrange).await;
+    arrange.admin_token().await;
+    let (_, expiring) = arrange.register("expiring_learner").await;
+    let database = arrange.state.settings.mongo.database.clone();
     let manifest = webapp_manifest();
     let app = spawn_app_with(&[
+        ("MONGODB_DB", database.as_str()),
         ("PERSISTED_QUERIES", "allowlist"),
         ("PERSISTED_QUERIES_MANIFEST", manifest.as_str()),
         ("JWT_SECRET", WEB_APP_JWT_SECRET),
         ("JOB_POLL_MS", "200"),
     ])
     .await;
-    let (count, slug, title) = seed_catalogue(&app).await;
-    app.admin_token().await;
-    let (_, expiring) = app.register("expiring_learner").await;
     let screenshots = std::env::var("KAIROS_SCREENSHOTS").unwrap_or_else(|_| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/web/screenshots")

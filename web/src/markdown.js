@@ -1,7 +1,9 @@
-// Module content is Markdown written by admins: rendered with marked, then
-// sanitized with DOMPurify so that no HTML in it can run script or load
-// from elsewhere (images from other origins lose their source; the
-// page's Content-Security-Policy would refuse them anyway).
+// Module content is Markdown written by admins: rendered with marked, with
+// HTML in it shown as text (never parsed as HTML, so no handler in it can
+// even be refused by the Content-Security-Policy), then sanitized with
+// DOMPurify so that no link or image can run script or load from elsewhere
+// (images from other origins lose their source; the page's policy would
+// refuse them anyway).
 import DOMPurify from 'dompurify';
 import { marked } from 'marked';
 
@@ -24,6 +26,11 @@ DOMPurify.addHook('afterSanitizeAttributes', (node) => {
     node.setAttribute('rel', 'noopener noreferrer');
   }
 });
+
+const ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ENTITIES[c]);
+
+marked.use({ renderer: { html: ({ text }) => escapeHtml(text) } });
 
 export function renderMarkdown(text) {
   const html = marked.parse(text ?? '', { async: false, gfm: true });

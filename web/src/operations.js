@@ -53,6 +53,9 @@ export const operations = {
     nodes { id kind at timeSpentSeconds score module { id slug title } }
   }
 }`,
+  RecentActivity: `query RecentActivity($first: Int) {
+  history(first: $first) { nodes { at timeSpentSeconds } }
+}`,
   UnreadCount: `query UnreadCount {
   unreadNotificationCount
 }`,

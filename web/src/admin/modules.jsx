@@ -118,17 +118,18 @@ export function ModuleList() {
   );
 }
 
+/** A new module's fields, in the order of the form. */
 const EMPTY = {
-  slug: '',
   title: '',
+  slug: '',
   summary: '',
   category: '',
   level: 'BEGINNER',
-  tags: '',
   durationMinutes: '30',
   position: '0',
-  published: false,
+  tags: '',
   content: '',
+  published: false,
 };
 
 /** The errors of `v` by field, as the service would give them. */
@@ -172,8 +173,9 @@ export function ModuleEditor({ id }) {
     e.preventDefault();
     const errs = validate(values);
     setErrors(errs);
-    if (Object.keys(errs).length) {
-      document.getElementById(`mod-${Object.keys(errs)[0]}`)?.focus();
+    const firstBad = Object.keys(EMPTY).find((f) => errs[f]);
+    if (firstBad) {
+      document.getElementById(`mod-${firstBad}`)?.focus();
       return;
     }
     const input = {

@@ -28,7 +28,7 @@ export function activityByDay(entries, now = new Date()) {
 
 export function MyProgress() {
   const stats = useQuery('MyStats');
-  const recent = useQuery('History', { first: 100 });
+  const recent = useQuery('RecentActivity', { first: 100 });
   const history = usePaged('History', {}, pickHistory, { pageSize: 10 });
   const s = stats.data?.progressStats;
 
