@@ -455,10 +455,7 @@ async fn the_web_app_page_has_a_strict_policy_and_names_only_local_versioned_ass
             "public, max-age=31536000, immutable"
         );
         let old = url.replace(url.split('/').nth(3).unwrap(), "0000000000000000");
-        assert_eq!(
-            get(&app, &old, "*/*").await.status(),
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(get(&app, &old, "*/*").await.status(), StatusCode::NOT_FOUND);
     }
 }
 

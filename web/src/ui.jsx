@@ -102,7 +102,7 @@ export function BarChart({ title, data, max, format = String }) {
         {data.map((d, i) => (
           <g key={d.label} transform={`translate(0 ${i * row})`}>
             <text x={labelW - 8} y={row / 2 + 5} text-anchor="end" class="chart-label">
-              {d.label.length > 20 ? `${d.label.slice(0, 19)}…` : d.label}
+              {d.label.length > 18 ? `${d.label.slice(0, 17)}…` : d.label}
             </text>
             <rect x={labelW} y={5} height={row - 10} width={Math.max(1, (d.value / top) * barW)} rx="3" class="chart-bar" />
             <text x={labelW + Math.max(1, (d.value / top) * barW) + 6} y={row / 2 + 5} class="chart-value">
