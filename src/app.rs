@@ -232,6 +232,11 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
             get(graphiql::asset),
         )
         .with_state(GraphiqlEnabled(settings.graphiql));
+    let web_app = Router::new()
+        .route(crate::webapp::PATH, get(crate::webapp::page))
+        .route("/app/", get(crate::webapp::page))
+        .route("/app/assets/{digest}/{name}", get(crate::webapp::asset))
+        .with_state(crate::webapp::WebAppEnabled(settings.web_app));
     let probes = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -240,6 +245,7 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
     let routes = Router::new()
         .merge(graphql_routes)
         .merge(assets)
+        .merge(web_app)
         .merge(probes)
         // Larger bodies get 413 before any parsing.
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));

@@ -25,7 +25,9 @@
 //!    codes).
 //!
 //! Arrows point down: `graphql` knows no domain, domains know each other
-//! only where the data does (a progress entry names a module).
+//! only where the data does (a progress entry names a module). Beside the
+//! request path: `seed` (deterministic demo data) and `webapp` (the
+//! single-page app served at `/app`, sources in `web/`).
 
 pub mod admin;
 pub mod app;
@@ -43,6 +45,7 @@ pub mod notifications;
 pub mod schema;
 pub mod seed;
 pub mod telemetry;
+pub mod webapp;
 
 /// mimalloc instead of the system allocator: a request allocates and frees
 /// many small objects across worker threads, where glibc's malloc spent

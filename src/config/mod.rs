@@ -59,6 +59,9 @@ pub struct Settings {
     /// queries (`__schema`, `__type`); off in production so the schema is
     /// not handed to anyone who asks.
     pub introspection: bool,
+    /// `WEB_APP`, default on outside production: serve the web app at
+    /// `/app` (production serves the API alone unless asked).
+    pub web_app: bool,
     /// `ACTIVITY_RETENTION_DAYS`, default 365 (at least 1): how long activity
     /// entries are kept (TTL index on `activity.at`), so the collection does
     /// not grow forever.
@@ -161,6 +164,7 @@ impl Settings {
             graphql,
             graphiql: parse_bool(src, "GRAPHIQL", !production)?,
             introspection: parse_bool(src, "INTROSPECTION", !production)?,
+            web_app: parse_bool(src, "WEB_APP", !production)?,
             activity_retention_days,
         })
     }
