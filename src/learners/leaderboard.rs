@@ -184,7 +184,9 @@ pub fn pipeline(modules: &[ObjectId], since: Option<DateTime<Utc>>) -> Vec<Docum
         doc! { "$match": { "e.0": { "$exists": true } } },
         doc! { "$project": {
             "completed": { "$size": { "$filter": { "input": "$e", "as": "e", "cond": completed } } },
-            "time": { "$sum": "$e.time_spent_seconds" },
+            // `$map` rather than the `$e.time_spent_seconds` path: the same
+            // sum, which one surrogate build answers as 0 for the path.
+            "time": { "$sum": { "$map": { "input": "$e", "as": "x", "in": "$$x.time_spent_seconds" } } },
         } },
     ]
 }

@@ -9,6 +9,7 @@
 pub mod analytics;
 mod analytics_graphql;
 pub mod credentials;
+pub mod export;
 mod graphql;
 pub mod leaderboard;
 pub mod loaders;

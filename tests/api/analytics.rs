@@ -751,3 +751,137 @@ async fn the_leaderboard_lists_only_learners_who_opted_in_ranked_and_fresh_on_ch
         "an opted-out name appears nowhere: {entries}"
     );
 }
+
+async fn export(app: &TestApp, query: &str, token: Option<&str>, gzip: bool) -> reqwest::Response {
+    let mut req = app
+        .client
+        .get(format!("{}/exports/progress.csv?{query}", app.address));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if gzip {
+        req = req.header("accept-encoding", "gzip");
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_progress_export_is_admin_only_quoted_neutralised_and_filtered_by_range() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let ids = app
+        .insert_modules(vec![
+            module(
+                "csv-a",
+                1,
+                doc! { "category": "rust", "title": "=HYPERLINK(\"x\")" },
+            ),
+            module(
+                "csv-b",
+                2,
+                doc! { "category": "go", "title": "Commas, \"quotes\"\nand lines" },
+            ),
+        ])
+        .await;
+    let (token, user_id) = app.register("exporter").await;
+    app.ok(
+        UPDATE_ME,
+        json!({ "i": { "displayName": "@evil" } }),
+        Some(&token),
+    )
+    .await;
+    for m in &ids {
+        app.ok(
+            "mutation($m: ID!) { recordProgress(input: { moduleId: $m, timeSpentSeconds: 30, score: 50 }) { status } }",
+            json!({ "m": m.to_hex() }),
+            Some(&token),
+        )
+        .await;
+    }
+    // Progress updated long before the range is not exported.
+    let old = bson::DateTime::from_chrono(Utc::now() - Duration::days(100));
+    app.db.raw("progress").insert_one(doc! {
+        "_id": ObjectId::new(), "user_id": ObjectId::parse_str(&user_id).unwrap(), "module_id": ObjectId::new(),
+        "status": "in_progress", "time_spent_seconds": 1_i64, "attempts": 1_i64,
+        "started_at": old, "updated_at": old,
+    }).await.unwrap();
+    let range = format!(
+        "from={}&to={}",
+        rfc(Utc::now() - Duration::days(1)),
+        rfc(Utc::now() + Duration::days(1))
+    );
+
+    // Who may export.
+    let anonymous = export(&app, &range, None, false).await;
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(code(&body), "UNAUTHENTICATED");
+    let learner = export(&app, &range, Some(&token), false).await;
+    assert_eq!(learner.status(), 403);
+    assert_eq!(code(&learner.json::<Value>().await.unwrap()), "FORBIDDEN");
+    let forged = export(&app, &range, Some("not.a.token"), false).await;
+    assert_eq!(forged.status(), 401);
+    for bad in [
+        "from=yesterday&to=2026-01-01T00:00:00Z",
+        "to=2026-01-01T00:00:00Z",
+        "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+    ] {
+        let resp = export(&app, bad, Some(&admin), false).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        assert_eq!(code(&resp.json::<Value>().await.unwrap()), "BAD_USER_INPUT");
+    }
+
+    let resp = export(&app, &range, Some(&admin), false).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(header[..3], ["user_id", "username", "display_name"]);
+    assert!(
+        header.contains(&"module_slug".to_string()) && header.contains(&"updated_at".to_string())
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "two modules in range, the old entry left out:\n{text}"
+    );
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for row in &rows {
+        assert_eq!(&row[col("user_id")], user_id.as_str());
+        assert_eq!(&row[col("display_name")], "'@evil");
+        assert_eq!(&row[col("time_spent_seconds")], "30");
+        assert_eq!(&row[col("score")], "50");
+    }
+    let titles: BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r.get(col("module_title")).unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        BTreeSet::from(["'=HYPERLINK(\"x\")", "Commas, \"quotes\"\nand lines"])
+    );
+    assert!(text.contains("\r\n"), "RFC 4180 line ends");
+
+    // A category, and gzip when asked.
+    let resp = export(&app, &format!("{range}&category=go"), Some(&admin), true).await;
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let bytes = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    let rows = text.trim_end().split("\r\n").count();
+    assert_eq!(rows, 1 + 1, "the header and the go module:\n{text}");
+    assert!(text.contains("csv-b") && !text.contains("csv-a"));
+}
