@@ -158,14 +158,18 @@ pub fn pipeline(
         doc! { "$sort": { "updated_at": 1, "_id": 1 } },
         doc! { "$lookup": { "from": names::USERS, "localField": "user_id", "foreignField": "_id", "as": "u" } },
         doc! { "$lookup": { "from": names::MODULES, "localField": "module_id", "foreignField": "_id", "as": "m" } },
+        // At most one each (joined by `_id`); kept when the user or module
+        // is gone.
+        doc! { "$unwind": { "path": "$u", "preserveNullAndEmptyArrays": true } },
+        doc! { "$unwind": { "path": "$m", "preserveNullAndEmptyArrays": true } },
         doc! { "$project": {
             "_id": 0, "user_id": 1, "module_id": 1, "status": 1, "score": 1,
             "time_spent_seconds": 1, "attempts": 1, "started_at": 1, "completed_at": 1, "updated_at": 1,
-            "username": { "$first": "$u.username" },
-            "display_name": { "$first": "$u.display_name" },
-            "slug": { "$first": "$m.slug" },
-            "title": { "$first": "$m.title" },
-            "category": { "$first": "$m.category" },
+            "username": "$u.username",
+            "display_name": "$u.display_name",
+            "slug": "$m.slug",
+            "title": "$m.title",
+            "category": "$m.category",
         } },
     ]
 }

@@ -860,6 +860,7 @@ async fn the_progress_export_is_admin_only_quoted_neutralised_and_filtered_by_ra
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     for row in &rows {
         assert_eq!(&row[col("user_id")], user_id.as_str());
+        assert_eq!(&row[col("username")], "exporter");
         assert_eq!(&row[col("display_name")], "'@evil");
         assert_eq!(&row[col("time_spent_seconds")], "30");
         assert_eq!(&row[col("score")], "50");

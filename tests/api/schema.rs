@@ -108,7 +108,11 @@ fn shape(sdl: &str) -> Shape {
 /// Parts of contract 1.1 not served yet, each with the issue that adds it.
 /// The test fails for anything else missing, and also when an entry here
 /// is served (so the list only shrinks).
-const PENDING_1_1: &[&str] = &[];
+const PENDING_1_1: &[&str] = &[
+    // Idempotent progress reports and subscriptions: other issues of 1.1.
+    "ProgressInput.idempotencyKey",
+    "type Subscription",
+];
 
 #[test]
 fn every_type_field_and_argument_of_the_contract_is_served_unchanged() {
