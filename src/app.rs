@@ -242,8 +242,18 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_endpoint))
         .with_state(state.clone());
+    let exports = Router::new()
+        .route(
+            "/exports/progress.csv",
+            get(crate::learners::export::progress_csv),
+        )
+        .with_state(crate::learners::export::ExportState {
+            db: state.services.db.clone(),
+            tokens: state.services.tokens.clone(),
+        });
     let routes = Router::new()
         .merge(graphql_routes)
+        .merge(exports)
         .merge(assets)
         .merge(web_app)
         .merge(probes)

@@ -10,18 +10,27 @@ use crate::{
     catalogue::{CatalogueMutation, CatalogueQuery},
     config::Settings,
     graphql::{Services, limits::DocumentLimits},
-    learners::{AuthMutation, LearnerQuery, ProgressMutation},
+    learners::{
+        AccountMutation, AnalyticsQuery, AuthMutation, Leaderboards, LearnerQuery, ProgressMutation,
+    },
     notifications::{NotificationMutation, NotificationQuery},
 };
 
 /// The root query: one part per domain.
 #[derive(MergedObject, Default)]
-pub struct Query(CatalogueQuery, LearnerQuery, NotificationQuery, AdminQuery);
+pub struct Query(
+    CatalogueQuery,
+    LearnerQuery,
+    AnalyticsQuery,
+    NotificationQuery,
+    AdminQuery,
+);
 
 /// The root mutation: one part per domain.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     AuthMutation,
+    AccountMutation,
     ProgressMutation,
     NotificationMutation,
     CatalogueMutation,
@@ -46,7 +55,9 @@ pub fn build(services: Services, settings: &Settings) -> KairosSchema {
         // The contract's directives (`@skip`, `@include`) make sense once
         // per field; thousands on one field are only work for the server.
         .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-        .data(services);
+        .data(services)
+        // This instance's leaderboard rankings (see `learners::leaderboard`).
+        .data(Leaderboards::default());
     if !settings.introspection {
         // "Did you mean …" names fields a caller did not ask for: it reveals
         // the schema as surely as introspection does.

@@ -4,10 +4,14 @@
 
 use bson::oid::ObjectId;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    model::{ActivityDoc, ProgressDoc},
+    analytics::{self, Day, Period},
+    leaderboard,
+    model::{ActivityDoc, ProgressDoc, UserDoc},
     progress::{self, ActivityKey, ProgressPage, Report},
-    stats,
+    stats, users,
 };
 use crate::{
     cache::{Cache, Scope, TtlClass, digest},
@@ -76,6 +80,71 @@ pub async fn history_page(
             progress::history(db, user_id, after, limit)
         })
         .await
+}
+
+/// A learner's activity per day over [from, to) in their zone: one
+/// aggregation on a miss, cached with the learner's data (and so exact
+/// after their writes and after a change of zone).
+pub async fn activity_series(
+    db: &Db,
+    cache: &Cache,
+    user_id: ObjectId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<Vec<Day>> {
+    analytics::check_range(from, to)?;
+    let key = format!("{}:series:{}", user_id.to_hex(), digest(&(from, to)));
+    let computed = cache
+        .get_or_compute(STATS, &key, &[scope(user_id)], || async move {
+            let found = analytics::buckets(db, user_id, from, to, from).await?;
+            Ok(found.map(|(tz, buckets)| analytics::series(tz, &buckets, from, to)))
+        })
+        .await?;
+    computed.ok_or_else(stats::unknown_user)
+}
+
+/// A learner's figures over [from, to) and the range of the same length
+/// before it: one aggregation on a miss, cached like the statistics.
+pub async fn period_comparison(
+    db: &Db,
+    cache: &Cache,
+    user_id: ObjectId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<(Period, Period)> {
+    analytics::check_range(from, to)?;
+    let before = from - (to - from);
+    let key = format!("{}:period:{}", user_id.to_hex(), digest(&(from, to)));
+    let computed = cache
+        .get_or_compute(STATS, &key, &[scope(user_id)], || async move {
+            let found = analytics::buckets(db, user_id, before, to, from).await?;
+            Ok(found.map(|(tz, buckets)| {
+                (
+                    analytics::period(tz, &buckets, true, from, to),
+                    analytics::period(tz, &buckets, false, before, from),
+                )
+            }))
+        })
+        .await?;
+    computed.ok_or_else(stats::unknown_user)
+}
+
+/// Applies a user's own settings. A new zone changes their days (stats,
+/// series); a new opt-in changes who is on the leaderboards, which the
+/// next read of any leaderboard must show.
+pub async fn update_settings(
+    db: &Db,
+    cache: &Cache,
+    user_id: ObjectId,
+    settings: &users::Settings,
+) -> ApiResult<UserDoc> {
+    let updated = users::update_settings(db, user_id, settings).await;
+    let mut stale = vec![scope(user_id)];
+    if settings.leaderboard_opt_in.is_some() {
+        stale.push(leaderboard::MEMBERS);
+    }
+    cache.invalidate(&stale).await;
+    updated?.ok_or_else(stats::unknown_user)
 }
 
 /// Drops what a progress write makes stale: the learner's own data and
