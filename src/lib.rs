@@ -9,6 +9,9 @@
 //! - `catalogue`: modules, their lists and details;
 //! - `learners`: accounts, progress, one-pipeline statistics, history;
 //! - `notifications`: what learners are told;
+//!
+//! Subscriptions come over WebSocket (`graphql::ws`); `live` carries the
+//! committed writes' events to the subscribers of every instance.
 //! - `admin`: catalogue writes, dashboard, users, cache controls.
 //!
 //! Each domain keeps its GraphQL types next to its MongoDB access. `db`
@@ -27,6 +30,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod learners;
+pub mod live;
 pub mod notifications;
 pub mod schema;
 pub mod seed;

@@ -15,7 +15,8 @@ pub mod stats;
 pub mod users;
 
 pub use graphql::{
-    ActivityEntry, AuthMutation, LearnerQuery, Progress, ProgressMutation, ProgressStats, User,
+    ActivityEntry, AuthMutation, LearnerQuery, Progress, ProgressMutation, ProgressStats,
+    ProgressSubscription, User,
 };
 pub use loaders::ProgressLoader;
 pub use model::{ActivityKind, ProgressStatus, Role};
