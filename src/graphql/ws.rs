@@ -10,7 +10,7 @@
 //! socket is bounded whatever the client does.
 //!
 //! Close codes (the protocol's own, plus the standard ones):
-//! - 4400 a message that is not the protocol's; 4406 another subprotocol;
+//! - 4400 a message that is not the protocol's;
 //! - 4401 no token in `connection_init`, or `subscribe` before the ack;
 //! - 4403 a bad or expired token, and when the token expires while open;
 //! - 4408 no `connection_init` within `WS_CONNECTION_INIT_TIMEOUT_SECS`;
@@ -18,6 +18,11 @@
 //! - 4429 a second `connection_init`, or over `WS_MAX_CONNECTIONS_PER_USER`;
 //! - 3008 no message from the client for three keepalive periods;
 //! - 1008 the client does not read its messages; 1012 the instance stops.
+//!
+//! An upgrade that does not offer `graphql-transport-ws` gets 400 before
+//! any upgrade (a client offering only another subprotocol could not read
+//! a close code: its handshake fails first); one over the per-address
+//! limit gets 429, one during shutdown 503.
 
 use std::{
     collections::HashMap,
@@ -184,6 +189,18 @@ pub fn upgrade<E: Executor>(
     client: Option<IpAddr>,
 ) -> Response {
     let sockets = http.sockets.clone();
+    let speaks_protocol = ws
+        .requested_protocols()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == PROTOCOL);
+    if !speaks_protocol {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "only the graphql-transport-ws subprotocol is served: send Sec-WebSocket-Protocol: graphql-transport-ws",
+        );
+    }
     if sockets.is_closing() {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -212,11 +229,6 @@ pub fn upgrade<E: Executor>(
         address: client,
         user: None,
     };
-    let speaks_protocol = ws
-        .requested_protocols()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == PROTOCOL);
     ws.protocols([PROTOCOL])
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
@@ -224,21 +236,7 @@ pub fn upgrade<E: Executor>(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_MESSAGE_BYTES * 4)
-        .on_upgrade(move |socket| async move {
-            if !speaks_protocol {
-                let (mut sink, _) = socket.split();
-                let code = 4406;
-                slots.sockets.closed(code);
-                send_close(
-                    &mut sink,
-                    code,
-                    "Subprotocol not acceptable: use graphql-transport-ws",
-                )
-                .await;
-                return;
-            }
-            Connection::new(http, slots, client).run(socket).await;
-        })
+        .on_upgrade(move |socket| Connection::new(http, slots, client).run(socket))
 }
 
 /// A client message of `graphql-transport-ws`.
