@@ -24,6 +24,9 @@
 //!    `auth`, `config` (typed settings by section), `error` (the public
 //!    codes).
 //!
+//!    Subscriptions come over WebSocket (`graphql::ws`); `live` carries the
+//!    committed writes' events to the subscribers of every instance.
+//!
 //! Arrows point down: `graphql` knows no domain, domains know each other
 //! only where the data does (a progress entry names a module). Beside the
 //! request path: `seed` (deterministic demo data) and `webapp` (the
@@ -41,6 +44,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod learners;
+pub mod live;
 pub mod notifications;
 pub mod schema;
 pub mod seed;

@@ -2,8 +2,9 @@
 //! registration and login. Data access is in `users`, `progress` and
 //! `stats`; cache rules and progress writes in `service`.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Subscription};
 use bson::oid::ObjectId;
+use futures::{StreamExt, stream::BoxStream};
 
 use super::{
     credentials,
@@ -486,6 +487,35 @@ impl AccountMutation {
 #[derive(Default)]
 pub struct AccountMutation;
 
+/// Progress as it changes, from any device and any instance.
+#[derive(Default)]
+pub struct ProgressSubscription;
+
+#[Subscription]
+impl ProgressSubscription {
+    /// The signed-in learner's progress as it changes; an admin may pass
+    /// another userId (FORBIDDEN for anyone else, as for queries).
+    async fn progress_changed(
+        &self,
+        ctx: &Context<'_>,
+        user_id: Option<ID>,
+    ) -> async_graphql::Result<BoxStream<'static, Progress>> {
+        let subject = subject(ctx, user_id)?;
+        Ok(ctx
+            .services()
+            .live
+            .subscribe(crate::live::Topic::Progress, subject)
+            .filter_map(|doc| {
+                std::future::ready(
+                    bson::from_document::<ProgressDoc>((*doc).clone())
+                        .ok()
+                        .map(Progress),
+                )
+            })
+            .boxed())
+    }
+}
+
 /// Progress writes.
 #[derive(Default)]
 pub struct ProgressMutation;
@@ -496,7 +526,14 @@ impl ProgressMutation {
     async fn start_module(&self, ctx: &Context<'_>, module_id: ID) -> GqlResult<Progress> {
         let viewer = ctx.require_viewer()?;
         let module_id = parse_id(&module_id, "moduleId")?;
-        let started = service::start(ctx.db(), ctx.cache(), viewer.user_id, module_id).await?;
+        let started = service::start(
+            ctx.db(),
+            ctx.cache(),
+            &ctx.services().events,
+            viewer.user_id,
+            module_id,
+        )
+        .await?;
         Ok(Progress(started))
     }
 
@@ -515,7 +552,14 @@ impl ProgressMutation {
             input.score,
             input.completed,
         )?;
-        let recorded = service::record(ctx.db(), ctx.cache(), viewer.user_id, report).await?;
+        let recorded = service::record(
+            ctx.db(),
+            ctx.cache(),
+            &ctx.services().events,
+            viewer.user_id,
+            report,
+        )
+        .await?;
         Ok(Progress(recorded))
     }
 }

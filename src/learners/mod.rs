@@ -23,7 +23,7 @@ pub mod zone;
 pub use analytics_graphql::AnalyticsQuery;
 pub use graphql::{
     AccountMutation, ActivityEntry, AuthMutation, LearnerQuery, Progress, ProgressMutation,
-    ProgressStats, User,
+    ProgressStats, ProgressSubscription, User,
 };
 pub use leaderboard::Leaderboards;
 pub use loaders::ProgressLoader;

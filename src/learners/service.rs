@@ -18,6 +18,7 @@ use crate::{
     catalogue::service::CATALOGUE,
     db::Db,
     error::{ApiError, ApiResult},
+    events::{Event, Events},
 };
 
 /// A learner's statistics (`CACHE_TTL_STATS_SECS`).
@@ -153,10 +154,22 @@ async fn invalidate(cache: &Cache, user_id: ObjectId) {
     cache.invalidate(&[scope(user_id), ALL_PROGRESS]).await;
 }
 
+/// Tells the subscribers of `user_id` about a committed progress write.
+async fn announce(events: &Events, user_id: ObjectId, written: &ApiResult<ProgressDoc>) {
+    let Ok(progress) = written else { return };
+    if let Ok(progress) = bson::to_document(progress) {
+        // The live hub never fails an emit.
+        let _ = events
+            .emit(Event::ProgressChanged { user_id, progress })
+            .await;
+    }
+}
+
 /// Starts a published module (idempotent).
 pub async fn start(
     db: &Db,
     cache: &Cache,
+    events: &Events,
     user_id: ObjectId,
     module_id: ObjectId,
 ) -> ApiResult<ProgressDoc> {
@@ -165,6 +178,7 @@ pub async fn start(
     }
     let started = progress::start(db, user_id, module_id).await;
     invalidate(cache, user_id).await;
+    announce(events, user_id, &started).await;
     started
 }
 
@@ -172,6 +186,7 @@ pub async fn start(
 pub async fn record(
     db: &Db,
     cache: &Cache,
+    events: &Events,
     user_id: ObjectId,
     report: Report,
 ) -> ApiResult<ProgressDoc> {
@@ -181,5 +196,6 @@ pub async fn record(
     let recorded = progress::record(db, user_id, report).await;
     // Also after a failure: part of the write may have landed.
     invalidate(cache, user_id).await;
+    announce(events, user_id, &recorded).await;
     recorded
 }

@@ -10,6 +10,7 @@ mod graphql_over_http;
 mod helpers;
 mod indexes;
 mod learners;
+mod live;
 mod notifications;
 mod protection;
 mod schema;

@@ -111,8 +111,6 @@ fn shape(sdl: &str) -> Shape {
 const PENDING_1_1: &[&str] = &[
     // Issue 19: idempotent progress reports.
     "ProgressInput.idempotencyKey",
-    // Issue 17: subscriptions.
-    "type Subscription",
 ];
 
 #[test]
