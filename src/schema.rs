@@ -11,8 +11,8 @@ use crate::{
     config::Settings,
     graphql::{Services, limits::DocumentLimits},
     learners::{
-        AccountMutation, AnalyticsQuery, AuthMutation, Leaderboards, LearnerQuery, ProgressMutation,
-        ProgressSubscription,
+        AccountMutation, AnalyticsQuery, AuthMutation, Leaderboards, LearnerQuery,
+        ProgressMutation, ProgressSubscription,
     },
     notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
 };
