@@ -235,6 +235,7 @@ pub async fn progress_csv(
     if viewer.role != Role::Admin {
         return error_response(StatusCode::FORBIDDEN, Code::Forbidden, "admins only");
     }
+    #[allow(clippy::result_large_err)] // the error is the response itself
     let parse = |v: &Option<String>, name: &str| {
         v.as_deref()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())

@@ -23,7 +23,7 @@ pub mod redis;
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     sync::{Arc, Mutex, Weak},
 };
 
@@ -75,9 +75,7 @@ struct Hub {
 
 impl Hub {
     fn shard(&self, key: &Key) -> &Shard {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
     /// Hands events to this instance's subscribers.

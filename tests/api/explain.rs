@@ -166,7 +166,7 @@ fn reduce(filter: &Document) -> Option<Vec<Document>> {
     }
     if flat.contains_key("_id")
         && flat.len() > 1
-        && !flat.get("_id").is_some_and(|v| v.as_document().is_some())
+        && flat.get("_id").is_none_or(|v| v.as_document().is_none())
     {
         return Some(vec![doc! { "_id": flat.get("_id").cloned().unwrap() }]);
     }
