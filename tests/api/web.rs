@@ -38,7 +38,13 @@ fn enabled(test: &str, needs_browser: bool) -> bool {
         return false;
     }
     let modules = web_dir().join("node_modules");
-    for package in ["playwright-core", "@apollo/client", "graphql"] {
+    for package in [
+        "playwright-core",
+        "@apollo/client",
+        "graphql",
+        "graphql-ws",
+        "ws",
+    ] {
         assert!(
             modules.join(package).is_dir(),
             "KAIROS_WEB_TESTS=1 but {} has no {package}: run `npm ci` in tests/web (scripts/test does)",
@@ -151,13 +157,15 @@ async fn apollo_client_drives_the_api_like_an_spa() {
     if !enabled("apollo", false) {
         return;
     }
-    let app = spawn_app().await;
+    // Two instances on one Redis: subscriptions on B hear writes made on A.
+    let (app, other, _redis, _) = crate::cache::two_instances_on_one_redis().await;
     let modules = seed(&app).await;
 
     run_node(
         "apollo.test.mjs",
         &[
             ("KAIROS_URL", app.address.clone()),
+            ("KAIROS_LIVE_URL", other.address.clone()),
             ("KAIROS_MODULES", modules_json(&modules)),
         ],
     )

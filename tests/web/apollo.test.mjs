@@ -4,10 +4,13 @@
 // token added by Apollo's documented auth link (which sends a blank
 // `authorization` header while signed out), a second client that sends
 // queries over GET (`useGETForQueries`), and automatic persisted queries
-// through Apollo's PersistedQueryLink, over POST and over GET.
+// through Apollo's PersistedQueryLink, over POST and over GET; and
+// subscriptions through Apollo's GraphQLWsLink (graphql-ws) over WebSocket.
 //
-// Run by tests/api/web.rs with KAIROS_URL (the service) and KAIROS_MODULES
-// (the seeded published modules by position: id, slug, title, content).
+// Run by tests/api/web.rs with KAIROS_URL (the service), KAIROS_LIVE_URL
+// (a second instance on the same database and Redis, where subscriptions
+// go) and KAIROS_MODULES (the seeded published modules by position: id,
+// slug, title, content).
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -23,8 +26,13 @@ import {
 } from '@apollo/client';
 import { SetContextLink } from '@apollo/client/link/context';
 import { PersistedQueryLink } from '@apollo/client/link/persisted-queries';
+import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
+import { getMainDefinition } from '@apollo/client/utilities';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 
 const base = process.env.KAIROS_URL;
+const liveBase = process.env.KAIROS_LIVE_URL ?? base;
 const seeded = JSON.parse(process.env.KAIROS_MODULES ?? '[]');
 
 const REGISTER = gql`
@@ -524,4 +532,127 @@ test('with useGETForHashedQueries, hashed queries go over GET and mutations over
   assert.equal(get.status, 200);
   assert.equal(after.data.progressStats.modulesStarted, 1);
   assert.equal(after.data.progressStats.totalTimeSeconds, 75);
+});
+
+const PROGRESS_CHANGED = gql`
+  subscription ProgressChanged {
+    progressChanged {
+      status
+      timeSpentSeconds
+      module {
+        id
+        title
+      }
+    }
+  }
+`;
+
+/// A client whose subscriptions go over Apollo's GraphQLWsLink (the
+/// `graphql-ws` client, `graphql-transport-ws` protocol) on the service's
+/// `/graphql` upgrade, with the token in `connection_init`; its
+/// queries and mutations over HTTP, split as Apollo's docs show.
+function liveClient(token, closes = []) {
+  const url = new URL('/graphql', liveBase);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = createClient({
+    url: url.href,
+    webSocketImpl: WebSocket,
+    connectionParams: () => ({ Authorization: `Bearer ${token}` }),
+    retryAttempts: 0,
+    on: { closed: (event) => closes.push(event.code) },
+  });
+  const http = new HttpLink({
+    uri: `${liveBase}/graphql`,
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const link = ApolloLink.split(
+    ({ query }) => {
+      const op = getMainDefinition(query);
+      return op.kind === 'OperationDefinition' && op.operation === 'subscription';
+    },
+    new GraphQLWsLink(ws),
+    http,
+  );
+  return { client: new ApolloClient({ link, cache: new InMemoryCache() }), ws };
+}
+
+/// Registers a learner through plain fetch; returns its token.
+async function register(username) {
+  const response = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      query: 'mutation($i: RegisterInput!) { register(input: $i) { token } }',
+      variables: {
+        i: { email: `${username}@example.org`, username, password: 'correct horse battery staple' },
+      },
+    }),
+  });
+  const body = await response.json();
+  assert.equal(body.errors, undefined, JSON.stringify(body));
+  return body.data.register.token;
+}
+
+/// Waits until the service runs `n` subscriptions (its metrics gauge).
+async function activeSubscriptions(n) {
+  for (let i = 0; i < 300; i++) {
+    const text = await (await fetch(`${liveBase}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('kairos_ws_subscriptions '));
+    if (line && Number(line.split(' ')[1]) >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`the service never ran ${n} subscription(s)`);
+}
+
+test("Apollo's GraphQLWsLink on one instance receives progress recorded through another", async (t) => {
+  const token = await register('apollo_live');
+  const { client, ws } = liveClient(token);
+  t.after(() => ws.dispose());
+
+  // The subscription is live once the server runs it: its gauge says so.
+  const events = [];
+  const first = new Promise((resolve, reject) => {
+    const sub = client.subscribe({ query: PROGRESS_CHANGED }).subscribe({
+      next: (result) => {
+        events.push(result);
+        resolve();
+      },
+      error: reject,
+    });
+    t.after(() => sub.unsubscribe());
+  });
+  await activeSubscriptions(1);
+
+  // "Another device": a second client over HTTP, to the other instance.
+  const other = spaClient({ token: () => token }).client;
+  await other.mutate({
+    mutation: RECORD,
+    variables: { input: { moduleId: seeded[0].id, timeSpentSeconds: 42 } },
+  });
+  await Promise.race([
+    first,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('no event within 15 s')), 15_000)),
+  ]);
+  const [event] = events;
+  assert.equal(event.error, undefined, JSON.stringify(event));
+  assert.equal(event.data.progressChanged.timeSpentSeconds, 42);
+  assert.equal(event.data.progressChanged.module.id, seeded[0].id);
+  assert.equal(event.data.progressChanged.module.title, seeded[0].title);
+  assert.equal(event.data.progressChanged.module.__typename, 'Module', 'Apollo added __typename');
+});
+
+test('a bad token in connection_init closes the socket with 4403, which Apollo reports', async (t) => {
+  const closes = [];
+  const { client, ws } = liveClient('not-a-token', closes);
+  t.after(() => ws.dispose());
+  // Apollo Client 4 reports a failed subscription as a result with `error`.
+  const error = await new Promise((resolve) => {
+    client.subscribe({ query: PROGRESS_CHANGED }).subscribe({
+      next: (result) => resolve(result.error ?? null),
+      error: resolve,
+    });
+  });
+  assert.ok(error, 'the subscription failed');
+  assert.match(String(error.message ?? error), /4403/);
+  assert.deepEqual(closes, [4403]);
 });

@@ -1,7 +1,8 @@
 // GraphiQL works with no internet access: Debian's Chromium, headless and
 // driven by playwright-core (no downloaded browser), opens the page of a
 // running Kairos, runs queries typed into the editor (one with a token
-// typed into the headers editor) and reads the result pane, while every
+// typed into the headers editor) and a subscription over WebSocket, and
+// reads the result pane, while every
 // request to a host other than loopback is blocked and recorded.
 //
 // Run by tests/api/web.rs with KAIROS_URL (the service), KAIROS_MODULES
@@ -52,6 +53,19 @@ async function run(page, expect) {
     { timeout: 30_000 },
   );
   return JSON.parse(await handle.jsonValue());
+}
+
+/// Waits until the service runs `n` subscriptions (at least `n`, or
+/// exactly `n` with `exact`), as its metrics gauge says.
+async function activeSubscriptions(n, exact = false) {
+  for (let i = 0; i < 300; i++) {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('kairos_ws_subscriptions '));
+    const value = line ? Number(line.split(' ')[1]) : 0;
+    if (exact ? value === n : value >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`the service never ran ${n} subscription(s)`);
 }
 
 test('GraphiQL runs queries from local assets with every non-loopback request blocked', async (t) => {
@@ -170,6 +184,50 @@ test('GraphiQL runs queries from local assets with every non-loopback request bl
     assert.deepEqual(result, {
       data: { me: { username: process.env.KAIROS_USERNAME, role: 'LEARNER' } },
     });
+  });
+
+  await t.test('a subscription runs over WebSocket, signed by the headers editor', async () => {
+    const sockets = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    await typeInto(
+      page,
+      '.graphiql-query-editor',
+      'subscription { progressChanged { status timeSpentSeconds module { id } } }',
+    );
+    await page.click('.graphiql-execute-button');
+    await activeSubscriptions(1);
+    // Progress recorded elsewhere (another device) shows in the result pane.
+    const recorded = await fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${process.env.KAIROS_TOKEN}`,
+      },
+      body: JSON.stringify({
+        query: 'mutation($i: ProgressInput!) { recordProgress(input: $i) { timeSpentSeconds } }',
+        variables: { i: { moduleId: modules[0].id, timeSpentSeconds: 7 } },
+      }),
+    });
+    assert.equal(recorded.status, 200);
+    const handle = await page.waitForFunction(
+      () => {
+        const text = document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror?.getValue();
+        return text && text.includes('"progressChanged"') ? text : null;
+      },
+      null,
+      { timeout: 30_000 },
+    );
+    const result = JSON.parse(await handle.jsonValue());
+    assert.deepEqual(result, {
+      data: {
+        progressChanged: { status: 'IN_PROGRESS', timeSpentSeconds: 7, module: { id: modules[0].id } },
+      },
+    });
+    assert.equal(sockets.length, 1);
+    assert.equal(new URL(sockets[0]).pathname, '/graphql');
+    // The execute button stops a running subscription.
+    await page.click('.graphiql-execute-button');
+    await activeSubscriptions(0, true);
   });
 
   await t.test('the schema loaded: the docs explorer and the settings dialog open', async () => {

@@ -15,7 +15,8 @@
     '#',
     '#   { "Authorization": "Bearer <token>" }',
     '#',
-    '# Headers are kept only for this page, never stored.',
+    '# Headers are kept only for this page, never stored. Subscriptions',
+    '# run over WebSocket, signed by the same headers.',
     '',
     '{',
     '  modules(first: 5) {',
@@ -31,9 +32,34 @@
     '',
   ].join('\n');
 
+  // Subscriptions go over WebSocket (graphql-transport-ws, the graphql-ws
+  // client bundled in GraphiQL) on the same path; the headers typed in the
+  // editor become the connection_init payload, so a bearer token there
+  // signs the socket.
+  var socketUrl = new URL(endpoint, window.location.href);
+  socketUrl.protocol = socketUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+  var live = GraphiQL.createFetcher({
+    url: endpoint,
+    subscriptionUrl: socketUrl.href,
+    enableIncrementalDelivery: false,
+  });
+
+  function isSubscription(params, options) {
+    var graphql = GraphiQL.GraphQL;
+    var ast = options && options.documentAST;
+    try {
+      ast = ast || graphql.parse(params.query);
+    } catch (_) {
+      return false; // the server explains what is wrong with it
+    }
+    var op = graphql.getOperationAST(ast, params.operationName || undefined);
+    return !!op && op.operation === 'subscription';
+  }
+
   // One POST per operation, as an SPA sends it. The headers typed in the
   // editor win over ours (Headers.set ignores case).
   async function fetcher(params, options) {
+    if (isSubscription(params, options)) return live(params, options);
     var headers = new Headers({
       'Content-Type': 'application/json',
       Accept: 'application/graphql-response+json, application/json',
