@@ -15,9 +15,9 @@ async function loadOperations() {
   const mod = await import(`${pathToFileURL(OPERATIONS)}?t=${Date.now()}`);
   return Object.entries(mod.operations).map(([name, body]) => {
     const type = body.trimStart().split(/[\s({]/)[0];
-    const declared = body.match(/^\s*(?:query|mutation)\s+(\w+)/);
-    if (!declared || declared[1] !== name || !['query', 'mutation'].includes(type)) {
-      throw new Error(`operation ${name} must be a query or mutation named ${name}`);
+    const declared = body.match(/^\s*(?:query|mutation|subscription)\s+(\w+)/);
+    if (!declared || declared[1] !== name || !['query', 'mutation', 'subscription'].includes(type)) {
+      throw new Error(`operation ${name} must be a query, mutation or subscription named ${name}`);
     }
     return { name, type, body, id: createHash('sha256').update(body).digest('hex') };
   });

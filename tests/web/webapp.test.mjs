@@ -8,7 +8,8 @@
 //   injections), starts it, records progress and sees the statistics change;
 // - an admin is refused a module with invalid fields (errors by the
 //   fields), creates one, publishes it and follows the fan-out job; the
-//   learner then sees the notification and the unread count;
+//   learner then sees the notification and the unread count (pushed over
+//   the notificationAdded subscription);
 // - an expired token leads back to the login page, from which the learner
 //   signs in again with the keyboard only;
 // - at a phone's width nothing scrolls sideways.
@@ -119,8 +120,14 @@ after(async () => {
 
 let learnerPage;
 
+/** What the learner's page received over its WebSockets (graphql-ws frames). */
+const learnerFrames = [];
+
 test('the page is ours, with a strict policy', async () => {
   learnerPage = await newPage();
+  learnerPage.on('websocket', (ws) => {
+    ws.on('framereceived', (frame) => learnerFrames.push({ url: ws.url(), payload: String(frame.payload) }));
+  });
   const response = await learnerPage.goto(`${base}/app`, { waitUntil: 'load' });
   assert.equal(response.status(), 200);
   const csp = response.headers()['content-security-policy'];
@@ -318,10 +325,14 @@ test('an admin publishes a module and the learner is notified', async (t) => {
 
   await t.test('the learner sees the unread count and the notification', async () => {
     const page = learnerPage;
-    // The count is polled every 30 s and read again on every screen change.
-    await page.getByRole('link', { name: 'Catalogue', exact: true }).click();
+    // The page was left open: the count changes by itself, on the
+    // `notificationAdded` event the service pushed over the WebSocket.
     await page.getByTestId('unread-count').waitFor();
     assert.equal(await page.getByTestId('unread-count').innerText(), '1');
+    const pushed = learnerFrames.filter((f) => f.payload.includes('"notificationAdded"'));
+    assert.equal(pushed.length, 1, JSON.stringify(learnerFrames));
+    assert.equal(new URL(pushed[0].url).pathname, '/graphql');
+    assert.equal(JSON.parse(pushed[0].payload).type, 'next');
     await page.getByRole('link', { name: /Notifications/ }).click();
     const item = page.locator('.notifications li.unread').first();
     await item.waitFor();

@@ -5,6 +5,7 @@
 // (automatic persisted queries). Errors are branched on extensions.code:
 // UNAUTHENTICATED ends the session, RATE_LIMITED waits Retry-After and
 // tries again, UNAVAILABLE raises the retry banner.
+import { createClient } from 'graphql-ws';
 import operations from 'virtual:kairos-operations';
 import { session } from './session.js';
 
@@ -120,4 +121,62 @@ export async function request(name, variables) {
     }
     throw error;
   }
+}
+
+/**
+ * Runs the subscription `name` over one shared WebSocket (graphql-ws,
+ * graphql-transport-ws on /graphql, the token in connection_init).
+ * `handlers`: `next(data)`; `connected()` after every (re)connection,
+ * when the caller should refetch what it shows (delivery is at most once,
+ * so events sent while the socket was down are lost); `disconnected()`
+ * when the socket closes, and `error()` when it gives up. Returns a function
+ * that stops the subscription; the socket closes with the last one.
+ */
+export function subscribe(name, variables, handlers) {
+  const op = operations[name];
+  if (!op) throw new Error(`unknown operation ${name}`);
+  const client = socket();
+  const offConnected = client.on('connected', () => handlers.connected?.());
+  const offClosed = client.on('closed', () => handlers.disconnected?.());
+  const stop = client.subscribe(
+    { operationName: name, query: op.body, variables: variables ?? {} },
+    {
+      next: (result) => result.data && handlers.next(result.data),
+      // Closed for good (signed out, refused): the caller's polling stays.
+      error: () => handlers.error?.(),
+      complete: () => {},
+    },
+  );
+  return () => {
+    offConnected();
+    offClosed();
+    stop();
+  };
+}
+
+let client = null;
+let clientToken = null;
+
+/** The tab's graphql-ws client, made again when the token changes. */
+function socket() {
+  const token = session.token();
+  if (client && clientToken === token) return client;
+  client?.dispose();
+  const url = new URL(ENDPOINT, window.location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  clientToken = token;
+  client = createClient({
+    url: url.href,
+    lazy: true,
+    // A function: a reconnection sends the token the tab holds then.
+    connectionParams: () => {
+      const t = session.token();
+      return t ? { Authorization: `Bearer ${t}` } : {};
+    },
+    // Reconnect after restarts (1012) and network drops, not after a refusal.
+    retryAttempts: Infinity,
+    shouldRetry: (event) => !(event && [4401, 4403, 4429].includes(event.code)),
+    retryWait: async (retries) => sleep(Math.min(1000 * 2 ** retries, 30_000) * (0.5 + Math.random() / 2)),
+  });
+  return client;
 }

@@ -13,7 +13,7 @@ import { MyProgress } from './pages/progress.jsx';
 import { navigate, useRoute } from './router.js';
 import { session } from './session.js';
 import { PageTitle } from './ui.jsx';
-import { pollUnread } from './unread.js';
+import { liveUnread } from './unread.js';
 import './styles.css';
 
 const LEARNER_NAV = [
@@ -101,7 +101,7 @@ function App() {
 
   useEffect(() => {
     if (!user || user.role === 'ADMIN') return undefined;
-    poller.current = pollUnread(setUnread);
+    poller.current = liveUnread(setUnread);
     return () => {
       poller.current.stop();
       poller.current = null;

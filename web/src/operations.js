@@ -59,6 +59,9 @@ export const operations = {
   UnreadCount: `query UnreadCount {
   unreadNotificationCount
 }`,
+  NotificationAdded: `subscription NotificationAdded {
+  notificationAdded { id read }
+}`,
   Notifications: `query Notifications($first: Int, $after: String, $unreadOnly: Boolean) {
   notifications(first: $first, after: $after, unreadOnly: $unreadOnly) {
     pageInfo { hasNextPage endCursor }

@@ -1,31 +1,44 @@
-// The unread-notification count, kept fresh by polling: the running schema
-// has no subscriptions yet. Anything with this shape — `start(onCount)`
-// returning `{ refresh, stop }` — can replace it, e.g. a subscription to
-// the contract's `notificationAdded` that calls onCount on each event.
-import { request } from './api.js';
+// The unread-notification count: read once, then kept fresh by the
+// `notificationAdded` subscription (each event, and each reconnection,
+// reads the count again: an index-backed count, exact where a local +1
+// could drift). While the socket is down the count is polled instead.
+import { request, subscribe } from './api.js';
 
-/** How often the count is read again while the tab is visible. */
+/** How often the count is read while the live socket is not connected. */
 export const POLL_MS = 30_000;
 
-export function pollUnread(onCount, { interval = POLL_MS } = {}) {
+export function liveUnread(onCount, { interval = POLL_MS } = {}) {
   let stopped = false;
+  let live = false;
   async function refresh() {
     if (stopped) return;
     try {
       const data = await request('UnreadCount');
       if (!stopped) onCount(data.unreadNotificationCount);
     } catch {
-      // The shell shows the banners; the next poll tries again.
+      // The shell shows the banners; the next event or poll tries again.
     }
   }
-  const timer = setInterval(() => document.visibilityState === 'visible' && refresh(), interval);
-  const onVisible = () => document.visibilityState === 'visible' && refresh();
+  const stopLive = subscribe('NotificationAdded', {}, {
+    next: refresh,
+    connected() {
+      live = true;
+      refresh();
+    },
+    disconnected() {
+      live = false;
+    },
+  });
+  const visible = () => document.visibilityState === 'visible';
+  const timer = setInterval(() => !live && visible() && refresh(), interval);
+  const onVisible = () => visible() && refresh();
   document.addEventListener('visibilitychange', onVisible);
   refresh();
   return {
     refresh,
     stop() {
       stopped = true;
+      stopLive();
       clearInterval(timer);
       document.removeEventListener('visibilitychange', onVisible);
     },
