@@ -10,5 +10,6 @@ mod indexes;
 mod learners;
 mod notifications;
 mod protection;
+mod scale;
 mod schema;
 mod web;
