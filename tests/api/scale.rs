@@ -257,14 +257,10 @@ impl RedisSentinel {
             Proc::spawn(&mut c)
         };
         let master = server(master_port, &[]);
-        let replica_of = format!("127.0.0.1 {master_port}");
+        let master_arg = master_port.to_string();
         let mut procs = vec![server(
             replica_port,
-            &[
-                "--replicaof",
-                replica_of.split(' ').next().unwrap(),
-                &master_port.to_string(),
-            ],
+            &["--replicaof", "127.0.0.1", &master_arg],
         )];
         wait_port(master_port).await;
         wait_port(replica_port).await;
@@ -295,14 +291,12 @@ impl RedisSentinel {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !redis_cli(&["-p", &replica_port.to_string(), "info", "replication"])
             .contains("master_link_status:up")
-            || !redis_cli(&[
-                "-p",
-                &sentinels[0].to_string(),
-                "sentinel",
-                "master",
-                SERVICE,
-            ])
-            .contains("num-other-sentinels\n2")
+            || !sentinels.iter().all(|s| {
+                // Each sentinel knows the replica (found through the
+                // master's INFO) and the two other sentinels.
+                let seen = redis_cli(&["-p", &s.to_string(), "sentinel", "master", SERVICE]);
+                seen.contains("num-slaves\n1") && seen.contains("num-other-sentinels\n2")
+            })
         {
             assert!(Instant::now() < deadline, "sentinel setup never settled");
             tokio::time::sleep(Duration::from_millis(100)).await;
