@@ -253,6 +253,9 @@ impl RedisSentinel {
             let mut c = Command::new(redis_bin());
             c.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
+                // A replica writes an RDB when it syncs: keep it out of the
+                // working tree.
+                .args(["--dir", dir.path().to_str().unwrap()])
                 .args(extra);
             Proc::spawn(&mut c)
         };
