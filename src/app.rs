@@ -34,11 +34,13 @@ use crate::{
         graphiql::{self, GraphiqlEnabled},
         pagination::CursorCodec,
         transport::{self, Endpoint},
+        ws::Sockets,
     },
     http::{
         metrics::{self, Metrics},
         ratelimit::AuthLimiter,
     },
+    live::Live,
     notifications::jobs::{self, FanOut, JobSignal, WorkerDeps},
     schema::{self, KairosSchema},
 };
@@ -54,6 +56,8 @@ pub struct App {
     /// Set when shutdown begins: `/ready` says 503 while requests are still
     /// served for `SHUTDOWN_DRAIN_SECS`.
     pub draining: std::sync::atomic::AtomicBool,
+    /// This instance's subscription sockets (closed at shutdown).
+    pub sockets: Arc<Sockets>,
 }
 
 /// Cheap-to-clone handle on the one `App`.
@@ -98,12 +102,15 @@ impl Application {
             db: db.clone(),
             signal: jobs.clone(),
         };
+        let metrics = Metrics::new();
+        let live = Live::new(&settings.live, &settings.cache, metrics.clone());
         let services = Services {
             cursors: CursorCodec::new(settings.auth.jwt_secret.expose_secret()),
             tokens: TokenService::new(&settings.auth),
-            metrics: Metrics::new(),
             auth_limiter: Arc::new(AuthLimiter::new(settings.limits.auth_rate_limit_per_minute)),
-            events: Events::new(vec![Arc::new(fan_out)]),
+            events: Events::new(vec![Arc::new(fan_out), Arc::new(live.clone())]),
+            metrics: metrics.clone(),
+            live,
             cache,
             db,
         };
@@ -115,6 +122,7 @@ impl Application {
             tracing::warn!("redis did not answer at start: serving from the memory cache");
         }
         let state = AppState(Arc::new(App {
+            sockets: Arc::new(Sockets::new(settings.live.clone(), metrics)),
             settings,
             services,
             jobs,
@@ -161,6 +169,7 @@ impl Application {
                 settings: self.state.settings.jobs.clone(),
                 metrics: self.state.services.metrics.clone(),
                 signal: self.state.jobs.clone(),
+                events: self.state.services.events.clone(),
             };
             tokio::spawn(jobs::run_worker(deps, stopped))
         });
@@ -202,7 +211,13 @@ async fn drain(state: AppState, shutdown: impl Future<Output = ()>) {
         secs = period.as_secs_f64(),
         "draining: /ready says 503, requests still served"
     );
-    tokio::time::sleep(period).await;
+    // Upgraded sockets are not requests the server drains: they are closed
+    // (1012) as soon as the shutdown starts, and new upgrades refused, so
+    // their clients reconnect to another instance while this one drains.
+    tokio::join!(
+        state.sockets.close_all(SOCKET_CLOSE_GRACE),
+        tokio::time::sleep(period)
+    );
 }
 
 /// Follows the database in the background: logs when it comes and goes and
@@ -226,6 +241,9 @@ async fn watch_database(db: Db, name: String) {
         tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
     }
 }
+
+/// How long the shutdown waits for subscription sockets to close.
+const SOCKET_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
@@ -257,6 +275,7 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
         tokens: state.services.tokens.clone(),
         trust_proxy: limits.trust_proxy,
         graphiql: settings.graphiql,
+        sockets: state.sockets.clone(),
     });
     let graphql_routes = Router::new()
         .route(
@@ -265,6 +284,7 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
                 .post(transport::post_graphql::<KairosSchema>)
                 .fallback(transport::other_method),
         )
+        .route("/graphql/ws", get(transport::get_ws::<KairosSchema>))
         // Only the API is rate limited: probes and scrapes must get through.
         .route_layer(crate::http::ratelimit::http_layer(limits, metrics.clone()))
         .route("/", get(transport::graphiql_root::<KairosSchema>))
@@ -275,14 +295,30 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
             get(graphiql::asset),
         )
         .with_state(GraphiqlEnabled(settings.graphiql));
+    let web_app = Router::new()
+        .route(crate::webapp::PATH, get(crate::webapp::page))
+        .route("/app/", get(crate::webapp::page))
+        .route("/app/assets/{digest}/{name}", get(crate::webapp::asset))
+        .with_state(crate::webapp::WebAppEnabled(settings.web_app));
     let probes = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_endpoint))
         .with_state(state.clone());
+    let exports = Router::new()
+        .route(
+            "/exports/progress.csv",
+            get(crate::learners::export::progress_csv),
+        )
+        .with_state(crate::learners::export::ExportState {
+            db: state.services.db.clone(),
+            tokens: state.services.tokens.clone(),
+        });
     let routes = Router::new()
         .merge(graphql_routes)
+        .merge(exports)
         .merge(assets)
+        .merge(web_app)
         .merge(probes)
         // Larger bodies get 413 before any parsing.
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));
