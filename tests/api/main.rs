@@ -14,5 +14,6 @@ mod live;
 mod notifications;
 mod protection;
 mod scale;
+mod scale_balancer;
 mod schema;
 mod web;

@@ -92,9 +92,14 @@ impl RedisCluster {
         let mut procs = Vec::new();
         for p in &ports {
             let conf = dir.path().join(format!("nodes-{p}.conf"));
+            // The bus port on its own free port: the default, port + 10000,
+            // does not exist above 55535.
+            let bus = free_port().to_string();
             procs.push(Proc::spawn(Command::new(redis_bin()).args([
                 "--port",
                 &p.to_string(),
+                "--cluster-port",
+                &bus,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -211,6 +216,22 @@ impl RedisCluster {
         let i = self.ports.iter().position(|p| *p == port).unwrap();
         self.procs[i].kill();
         port
+    }
+
+    /// A live primary holding a pub/sub subscriber (an instance's live
+    /// event listener), from `CLIENT LIST`.
+    pub fn primary_with_a_subscriber(&self) -> Option<u16> {
+        self.primaries().into_iter().map(|(p, _)| p).find(|p| {
+            redis_cli(&["-p", &p.to_string(), "client", "list"])
+                .lines()
+                .any(|l| l.split_whitespace().any(|f| f == "sub=1"))
+        })
+    }
+
+    /// Kills the process on `port`.
+    pub fn kill_port(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        self.procs[i].kill();
     }
 
     /// Keys of this deployment on every live primary.
@@ -784,4 +805,85 @@ async fn on_shutdown_ready_says_503_while_requests_are_still_served_then_the_por
         started.elapsed() >= Duration::from_millis(900),
         "closed before the drain period"
     );
+}
+
+/// Until a write on `from` reaches `to`'s subscriber (its listener may not
+/// be subscribed on Redis yet, or be re-subscribing after a failover: events
+/// published meanwhile are lost, as documented); the writer's own
+/// subscriber gets each write exactly once.
+async fn until_delivered(
+    from: &TestApp,
+    own: &mut crate::live::Ws,
+    to: &mut crate::live::Ws,
+    token: &str,
+    module: ObjectId,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        from.ok(RECORD, record_vars(&module, 1), Some(token)).await;
+        assert_eq!(own.next().await["type"], "next", "local delivery");
+        if let Ok(Ok(v)) =
+            tokio::time::timeout(Duration::from_millis(500), to.recv(crate::live::WAIT)).await
+        {
+            assert_eq!(v["type"], "next", "{v}");
+            assert!(v["payload"]["data"]["progressChanged"].is_object(), "{v}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a write never reached the other instance's subscriber"
+        );
+    }
+}
+
+/// Reads what is still arriving (writes retried by [`until_delivered`]
+/// may be heard late) until the socket is quiet.
+async fn settle(ws: &mut crate::live::Ws) {
+    while !ws.quiet_for(Duration::from_millis(300)).await {}
+}
+
+#[tokio::test]
+async fn a_subscription_on_one_instance_hears_writes_on_another_over_the_cluster_and_after_a_failover()
+ {
+    let mut cluster = RedisCluster::start().await;
+    let (a, b, _admin, _prefix) = two_instances(&cluster.url()).await;
+    let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = a.register("listener").await;
+    let mut on_a = crate::live::connect(&a).await;
+    on_a.init(&token).await;
+    on_a.subscribe("a", crate::live::PROGRESS, json!({})).await;
+    let mut on_b = crate::live::connect(&b).await;
+    on_b.init(&token).await;
+    on_b.subscribe("b", crate::live::PROGRESS, json!({})).await;
+
+    // Both ways, each event exactly once per subscriber.
+    until_delivered(&a, &mut on_a, &mut on_b, &token, ids[0]).await;
+    until_delivered(&b, &mut on_b, &mut on_a, &token, ids[0]).await;
+    settle(&mut on_a).await;
+    settle(&mut on_b).await;
+    // Now steady: every write is heard on the other instance.
+    for _ in 0..5 {
+        a.ok(RECORD, record_vars(&ids[0], 1), Some(&token)).await;
+        assert_eq!(on_a.next().await["id"], "a");
+        assert_eq!(on_b.next().await["id"], "b");
+    }
+
+    // The primary an instance's listener is subscribed on dies; its replica
+    // takes over and the listeners subscribe again there.
+    let port = cluster
+        .primary_with_a_subscriber()
+        .expect("a listener subscribed on a primary");
+    cluster.kill_port(port);
+    cluster.wait_ok().await;
+    until_delivered(&a, &mut on_a, &mut on_b, &token, ids[0]).await;
+    until_delivered(&b, &mut on_b, &mut on_a, &token, ids[0]).await;
+    settle(&mut on_a).await;
+    settle(&mut on_b).await;
+    for _ in 0..5 {
+        b.ok(RECORD, record_vars(&ids[0], 1), Some(&token)).await;
+        assert_eq!(on_b.next().await["id"], "b");
+        assert_eq!(on_a.next().await["id"], "a");
+    }
+    assert!(on_a.quiet_for(Duration::from_millis(300)).await);
+    assert!(on_b.quiet_for(Duration::from_millis(300)).await);
 }
