@@ -108,3 +108,116 @@ start_secantus() {
   "$bin" --host 127.0.0.1 --port "$port" --storage-path "$storage" >"$logfile" 2>&1 &
   echo $!
 }
+
+# Installs nginx from Debian when it is missing (the balancer of
+# scripts/cluster and of the rolling-restart test).
+ensure_nginx() {
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    log "installing nginx"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
+  fi
+}
+
+nginx_bin() { command -v nginx 2>/dev/null || echo /usr/sbin/nginx; }
+
+# Starts a Redis Cluster of 3 primaries and 3 replicas on free loopback
+# ports (bus ports too), files in $1; appends the pids to `pids` and sets
+# REDIS_CLUSTER_URL (every node a seed).
+start_redis_cluster() {
+  local dir=$1 p bus i nodes=() ports=()
+  mkdir -p "$dir"
+  for i in 1 2 3 4 5 6; do
+    p=$(free_port); bus=$(free_port)
+    ports+=("$p"); nodes+=("127.0.0.1:$p")
+    redis-server --port "$p" --cluster-port "$bus" --bind 127.0.0.1 --save '' --appendonly no \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes-$p.conf" \
+      --cluster-node-timeout 2000 --dir "$dir" >"$dir/redis-$p.log" 2>&1 &
+    pids+=("$!")
+  done
+  for p in "${ports[@]}"; do wait_port "$p" "Redis node" 20; done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 ||
+    { cat "$dir/create.log"; return 1; }
+  for i in $(seq 300); do
+    local ok=1
+    for p in "${ports[@]}"; do
+      redis-cli -p "$p" cluster info | grep -q cluster_state:ok || ok=0
+    done
+    [ "$ok" = 1 ] && break
+    [ "$i" = 300 ] && { log "the Redis Cluster never became ok"; return 1; }
+    sleep 0.1
+  done
+  REDIS_CLUSTER_URL="redis-cluster://${nodes[0]}?$(printf 'node=%s&' "${nodes[@]:1}")"
+  REDIS_CLUSTER_URL="${REDIS_CLUSTER_URL%&}"
+}
+
+# Writes the nginx configuration of a deployment into $1/nginx.conf:
+# listening on $2, balancing over the ports that follow. Upstream
+# connections are not kept alive (a request reaches an instance on a new
+# connection, or is refused before it was sent and tried on the next);
+# WebSockets are proxied; the client address goes in X-Forwarded-For.
+write_nginx_config() {
+  local dir=$1 listen=$2; shift 2
+  local servers="" p
+  for p in "$@"; do servers+="    server 127.0.0.1:$p;"$'\n'; done
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<NGINX
+daemon off;
+master_process on;
+worker_processes auto;
+pid nginx.pid;
+error_log error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path tmp-body;
+  proxy_temp_path tmp-proxy;
+  fastcgi_temp_path tmp-fastcgi;
+  uwsgi_temp_path tmp-uwsgi;
+  scgi_temp_path tmp-scgi;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+  upstream kairos {
+$servers  }
+  server {
+    listen $listen;
+    location / {
+      proxy_pass http://kairos;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_read_timeout 1h;
+    }
+  }
+}
+NGINX
+}
+
+# Waits until http://127.0.0.1:$1/ready says 200 (or fails after $2 s).
+wait_ready() {
+  python3 - "$1" "${2:-60}" <<'PY'
+import sys, time, urllib.request
+port, limit = sys.argv[1], float(sys.argv[2])
+deadline = time.time() + limit
+while time.time() < deadline:
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2).status == 200:
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
+# Starts `$1 serve` on a free loopback port with the caller's environment,
+# logging to $2/kairos-<port>.log, and waits until it is ready; appends the
+# pid to `pids` and sets INSTANCE_PORT and INSTANCE_PID.
+start_instance() {
+  local bin=$1 dir=$2 port
+  port=$(free_port)
+  BIND_ADDR="127.0.0.1:$port" "$bin" serve >"$dir/kairos-$port.log" 2>&1 &
+  INSTANCE_PID=$!; INSTANCE_PORT=$port; pids+=("$INSTANCE_PID")
+  wait_ready "$port" 60 || { log "instance on $port never became ready"; tail -20 "$dir/kairos-$port.log" >&2; return 1; }
+}

@@ -2,7 +2,7 @@
 //!
 //! `Application::build` binds the listener (port 0 in tests) and
 //! `run_until_stopped` serves until SIGINT/SIGTERM or a test's shutdown
-//! signal, finishing requests in flight.
+//! signal, draining (`/ready` 503) and finishing requests in flight.
 
 use std::{
     future::Future,
@@ -53,6 +53,9 @@ pub struct App {
     /// Wakes this instance's notification worker when a publish queued a
     /// fan-out job.
     pub jobs: Arc<JobSignal>,
+    /// Set when shutdown begins: `/ready` says 503 while requests are still
+    /// served for `SHUTDOWN_DRAIN_SECS`.
+    pub draining: std::sync::atomic::AtomicBool,
     /// This instance's subscription sockets (closed at shutdown).
     pub sockets: Arc<Sockets>,
 }
@@ -76,20 +79,16 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to MongoDB, builds the schema and binds `BIND_ADDR`.
+    /// Binds `BIND_ADDR` first (probes get an answer whatever the
+    /// dependencies do), builds the MongoDB client (lazy: a database that is
+    /// down delays nothing; `/ready` says 503 until it answers) and the
+    /// schema, and waits briefly for Redis so the first request is coherent.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind_addr)
+            .await
+            .with_context(|| format!("binding BIND_ADDR={}", settings.bind_addr))?;
         let db = Db::connect(&settings.mongo).await?;
-        // A startup ping tells the operator at once when the database is not
-        // there; the service still starts (and says 503 on /ready) so that it
-        // recovers by itself when MongoDB comes up.
-        match db.ping().await {
-            Ok(()) => tracing::info!(database = %settings.mongo.database, "connected to MongoDB"),
-            Err(_) => {
-                tracing::error!("MongoDB did not answer the startup ping; serving as unready")
-            }
-        }
-        db.text_search
-            .store(indexes::has_text_index(&db).await, Ordering::Relaxed);
+        tokio::spawn(watch_database(db.clone(), settings.mongo.database.clone()));
         let cache = Cache::new(&settings.cache);
         cache.register(&[
             crate::catalogue::service::MODULES,
@@ -117,16 +116,19 @@ impl Application {
         };
         let schema = schema::build(services.clone(), &settings);
         let documents = Arc::new(Documents::new(&settings.graphql, services.cache.clone())?);
+        // A connection attempt's worth: long enough for a live Redis, short
+        // enough that a dead one barely delays the start.
+        if !services.cache.wait_for_redis(REDIS_START_WAIT).await {
+            tracing::warn!("redis did not answer at start: serving from the memory cache");
+        }
         let state = AppState(Arc::new(App {
             sockets: Arc::new(Sockets::new(settings.live.clone(), metrics)),
             settings,
             services,
             jobs,
+            draining: Default::default(),
         }));
         let router = router(state.clone(), schema, documents);
-        let listener = TcpListener::bind(state.settings.bind_addr)
-            .await
-            .with_context(|| format!("binding BIND_ADDR={}", state.settings.bind_addr))?;
         Ok(Application {
             listener,
             router,
@@ -148,10 +150,13 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then drains requests in flight.
-    /// The notification worker (when `WORKER_ENABLED`) runs alongside and
-    /// is stopped with the server: it finishes its round and hands its job
-    /// back, so another instance goes on at once.
+    /// Serves until `shutdown` resolves; then `/ready` says 503 while the
+    /// listener keeps serving for `SHUTDOWN_DRAIN_SECS` (a balancer polling
+    /// readiness stops sending meanwhile), then it stops accepting and
+    /// finishes the requests in flight. The notification worker (when
+    /// `WORKER_ENABLED`) runs alongside and is stopped with the server: it
+    /// finishes its round and hands its job back, so another instance goes
+    /// on at once.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -168,20 +173,12 @@ impl Application {
             };
             tokio::spawn(jobs::run_worker(deps, stopped))
         });
-        // Upgraded sockets are not requests the server drains: they are
-        // closed (1012) as soon as the shutdown starts, so their clients
-        // reconnect to another instance while this one finishes.
-        let sockets = self.state.sockets.clone();
-        let shutdown = async move {
-            shutdown.await;
-            sockets.close_all(SOCKET_CLOSE_GRACE).await;
-        };
         let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(drain(self.state.clone(), shutdown))
         .await
         .context("serving HTTP");
         let _ = stop.send(true);
@@ -198,6 +195,50 @@ impl Application {
     /// Serves until SIGINT or SIGTERM.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
+    }
+}
+
+/// How long `build` waits for Redis before serving from memory.
+const REDIS_START_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Resolves once `shutdown` has and the drain period is over, with `/ready`
+/// saying 503 during it.
+async fn drain(state: AppState, shutdown: impl Future<Output = ()>) {
+    shutdown.await;
+    state.draining.store(true, Ordering::Relaxed);
+    let period = state.settings.shutdown_drain;
+    tracing::info!(
+        secs = period.as_secs_f64(),
+        "draining: /ready says 503, requests still served"
+    );
+    // Upgraded sockets are not requests the server drains: they are closed
+    // (1012) as soon as the shutdown starts, and new upgrades refused, so
+    // their clients reconnect to another instance while this one drains.
+    tokio::join!(
+        state.sockets.close_all(SOCKET_CLOSE_GRACE),
+        tokio::time::sleep(period)
+    );
+}
+
+/// Follows the database in the background: logs when it comes and goes and
+/// (re)decides on each return whether `search` may use a text index, so
+/// neither a slow first ping nor an index listing holds the start.
+async fn watch_database(db: Db, name: String) {
+    let mut up = false;
+    loop {
+        let now_up = db.ping().await.is_ok();
+        if now_up && !up {
+            tracing::info!(database = %name, "connected to MongoDB");
+            db.text_search
+                .store(indexes::has_text_index(&db).await, Ordering::Relaxed);
+        } else if !now_up && up {
+            tracing::error!("MongoDB does not answer; serving as unready");
+        } else if !now_up {
+            tracing::error!("MongoDB did not answer; serving as unready");
+        }
+        up = now_up;
+        let pause = if up { 10 } else { 1 };
+        tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
     }
 }
 
@@ -289,11 +330,15 @@ async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: 200 when MongoDB answers a ping, 503 otherwise.
+/// Readiness: 200 when MongoDB answers a ping and the cache is coherent
+/// with the other instances (Redis in use whenever it answers); 503 while
+/// draining for shutdown or otherwise.
 async fn ready(State(app): State<AppState>) -> impl IntoResponse {
     let services = &app.services;
-    let mongo_ok = services.db.ping().await.is_ok();
-    let status = if mongo_ok {
+    let draining = app.draining.load(Ordering::Relaxed);
+    let mongo_ok = !draining && services.db.ping().await.is_ok();
+    let coherent = !draining && services.cache.coherent().await;
+    let status = if mongo_ok && coherent {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -306,7 +351,7 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
         (true, false) => "down",
     };
     let body = serde_json::json!({
-        "status": if mongo_ok { "ready" } else { "unavailable" },
+        "status": if draining { "draining" } else if status == StatusCode::OK { "ready" } else { "unavailable" },
         "mongodb": if mongo_ok { "up" } else { "down" },
         "redis": redis,
         "cache_backend": cache.backend,

@@ -4,7 +4,8 @@
 //! (timeouts included), or at once when an invalidation could not reach
 //! Redis, it opens: requests go to the memory cache without waiting on
 //! Redis, and the probe task pings Redis after a back-off that doubles up to
-//! `MAX_BACKOFF`. A successful probe replays the invalidations Redis missed
+//! `MAX_BACKOFF` (or at once when the client reports a reconnection). A
+//! successful probe replays the invalidations Redis missed
 //! and closes it.
 
 use std::{
@@ -17,7 +18,9 @@ use serde::Serialize;
 /// Consecutive failures that open the breaker.
 pub const FAILURE_THRESHOLD: u32 = 3;
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// Short: reconnection events make a probe due at once anyway, and a probe
+/// is one `PING`.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The state shown in `/metrics` and `cacheStats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,6 +110,13 @@ impl Breaker {
     /// Whether the cache has yet to react to the breaker opening.
     pub fn take_just_opened(&self) -> bool {
         std::mem::take(&mut self.lock().just_opened)
+    }
+
+    /// The client reconnected: probe now rather than after the back-off.
+    pub fn probe_now(&self) {
+        let mut s = self.lock();
+        s.backoff = MIN_BACKOFF;
+        s.next_probe = Instant::now();
     }
 
     /// Whether a probe is due now.

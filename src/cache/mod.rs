@@ -304,6 +304,9 @@ pub struct Cache {
     /// Held by the probe across replay-and-close, so an invalidation either
     /// lands in the replay or reaches Redis after it.
     missed: tokio::sync::Mutex<Missed>,
+    /// Redis has been used once: a later recovery follows an outage and
+    /// bumps the global epoch.
+    was_used: std::sync::atomic::AtomicBool,
 }
 
 /// Where a lookup went and the generations it saw.
@@ -335,11 +338,79 @@ impl Cache {
                 .build(),
             counters: Counters::default(),
             missed: tokio::sync::Mutex::new(Missed::default()),
+            was_used: Default::default(),
         });
-        if cache.redis.is_some() {
+        if let Some(redis) = &cache.redis {
+            redis.watch_connections();
             redis::spawn_probe(Arc::downgrade(&cache));
         }
         cache
+    }
+
+    /// Waits (at most `limit`) until Redis is in use, so that an instance
+    /// is coherent with the others from its first request; returns at once
+    /// without Redis. A dead Redis costs the start at most `limit`.
+    pub async fn wait_for_redis(&self, limit: Duration) -> bool {
+        let Some(redis) = &self.redis else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        while !redis.breaker.allows() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            if !self.recover().await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        true
+    }
+
+    /// Whether the cache is as coherent as it can be: Redis not configured,
+    /// in use, or (after one more recovery attempt) really unreachable.
+    /// `/ready` says 503 only while Redis answers but is not trusted yet.
+    pub async fn coherent(&self) -> bool {
+        let Some(redis) = &self.redis else {
+            return true;
+        };
+        redis.breaker.allows() || self.recover().await || !redis.ping().await
+    }
+
+    /// One recovery attempt: when Redis answers, replay the generation
+    /// bumps it missed (and, after an outage, the global epoch: a bump a
+    /// dead primary acknowledged may be missing on its promoted replica),
+    /// then close the breaker. Under the lock invalidations take while the
+    /// breaker is open, so none falls between the replay and the closing.
+    async fn recover(&self) -> bool {
+        let Some(redis) = &self.redis else {
+            return true;
+        };
+        if !redis.ping().await {
+            redis.breaker.probe_failed();
+            return false;
+        }
+        let mut missed = self.missed.lock().await;
+        if redis.breaker.allows() {
+            return true;
+        }
+        let mut replay = missed.replay();
+        if self.was_used.load(Ordering::Relaxed) && !replay.iter().any(|k| k == GLOBAL_GEN) {
+            replay.push(GLOBAL_GEN.to_string());
+        }
+        if replay.is_empty() || redis.incr_all(&replay).await.is_ok() {
+            *missed = Default::default();
+            self.on_redis_recovered();
+            self.was_used.store(true, Ordering::Relaxed);
+            redis.breaker.close();
+            tracing::info!(
+                replayed = replay.len(),
+                "redis available: serving from redis"
+            );
+            true
+        } else {
+            redis.breaker.probe_failed();
+            false
+        }
     }
 
     /// Makes `classes` known, so that their counters are reported (at

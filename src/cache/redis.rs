@@ -1,7 +1,29 @@
 //! The Redis backend through `fred`: a small connection pool, every call
 //! bounded by `REDIS_TIMEOUT_MS`, and the probe task behind the breaker.
+//!
+//! **Cluster.** With `redis-cluster://` every multi-key command stays in one
+//! hash slot: a value and its generation keys are hashed on their own names
+//! (so data spreads over every primary), grouped by slot with
+//! `fred::util::group_by_hash_slot`, and read with one `MGET` per slot, all
+//! groups in flight at once (one round trip of wall time, at most
+//! 1 + scopes commands; on a single Redis or Sentinel, one `MGET`). A
+//! single tag for every generation would make one primary serve every
+//! read; per-learner tags would still leave the global epoch elsewhere.
+//! `clearCache` scans every primary. fred follows MOVED/ASK and resyncs
+//! the slot map on a topology change.
+//!
+//! **Failover.** A connection error on any client (a primary killed, a
+//! Sentinel master lost) opens the breaker at once; a reconnection makes
+//! the probe due at once. Recovery replays the missed invalidations *and*
+//! bumps the global epoch: Redis replication is asynchronous, so a
+//! generation bump acknowledged by a dead primary may be missing on the
+//! promoted replica, and only a new epoch makes every older value
+//! invalid.
 
-use std::{sync::Weak, time::Duration};
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use fred::{
     prelude::*,
@@ -12,12 +34,18 @@ use futures::StreamExt;
 use super::{Cache, breaker::Breaker};
 use crate::config::CacheSettings;
 
+/// Longest pause between reconnection attempts: a promoted replica is used
+/// within about this long.
+const RECONNECT_MAX_DELAY_MS: u32 = 500;
+
 pub struct RedisBackend {
     pool: Pool,
+    /// `redis-cluster://`: multi-key commands are split by hash slot.
+    clustered: bool,
     /// Key namespace of this deployment (CACHE_KEY_PREFIX).
     prefix: String,
     timeout: Duration,
-    pub breaker: Breaker,
+    pub breaker: Arc<Breaker>,
 }
 
 impl RedisBackend {
@@ -32,6 +60,7 @@ impl RedisBackend {
             }
         };
         let timeout = settings.redis_timeout;
+        let clustered = config.server.is_clustered();
         let pool = Builder::from_config(config)
             .with_config(|c| c.fail_fast = false)
             .with_connection_config(|c| {
@@ -42,7 +71,12 @@ impl RedisBackend {
                 c.max_command_attempts = 1;
             })
             .with_performance_config(|p| p.default_command_timeout = timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                100,
+                RECONNECT_MAX_DELAY_MS,
+                2,
+            ))
             .build_pool(settings.redis_pool_size)
             .ok()?;
         // Dropping the handle detaches the connection task, which keeps
@@ -50,9 +84,10 @@ impl RedisBackend {
         drop(pool.connect());
         Some(RedisBackend {
             pool,
+            clustered,
             prefix: settings.key_prefix.clone(),
             timeout,
-            breaker: Breaker::new_open(),
+            breaker: Arc::new(Breaker::new_open()),
         })
     }
 
@@ -83,20 +118,44 @@ impl RedisBackend {
         }
     }
 
-    /// The value of `key` and the current generations, in one `MGET`.
+    /// The value of `key` and the current generations: one `MGET`, or on a
+    /// cluster one `MGET` per hash slot, issued together.
     pub async fn get_with_gens(
         &self,
         key: &str,
         gen_keys: &[String],
     ) -> Result<(Option<Vec<u8>>, Vec<u64>), ()> {
-        let mut keys: Vec<Key> = Vec::with_capacity(gen_keys.len() + 1);
-        keys.push(self.key(key).into());
-        keys.extend(gen_keys.iter().map(|g| Key::from(self.key(g))));
-        let values: Vec<Value> = self.call(self.pool.mget(keys)).await?;
+        let mut keys: Vec<String> = Vec::with_capacity(gen_keys.len() + 1);
+        keys.push(self.key(key));
+        keys.extend(gen_keys.iter().map(|g| self.key(g)));
+        let values = self.call(self.mget(&keys)).await?;
         let mut it = values.into_iter();
         let value = it.next().and_then(|v| v.as_bytes().map(<[u8]>::to_vec));
         let gens = it.map(|v| v.as_u64().unwrap_or(0)).collect();
         Ok((value, gens))
+    }
+
+    /// `MGET` of `keys` in their order, split by hash slot on a cluster.
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Value>, fred::error::Error> {
+        if !self.clustered {
+            return self.pool.mget(keys.to_vec()).await;
+        }
+        let groups = fred::util::group_by_hash_slot(keys.iter().map(String::as_str))?;
+        let client = self.pool.next();
+        let replies = futures::future::try_join_all(groups.into_values().map(|group| {
+            let group: Vec<Key> = group.into_iter().collect();
+            async move {
+                let values: Vec<Value> = client.mget(group.clone()).await?;
+                Ok::<_, fred::error::Error>(group.into_iter().zip(values))
+            }
+        }))
+        .await?;
+        let mut by_key: std::collections::HashMap<Key, Value> =
+            replies.into_iter().flatten().collect();
+        Ok(keys
+            .iter()
+            .map(|k| by_key.remove(&Key::from(k.as_str())).unwrap_or(Value::Null))
+            .collect())
     }
 
     /// The value of `key`.
@@ -133,7 +192,12 @@ impl RedisBackend {
     pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, ()> {
         let pattern = format!("{}{}*", glob_escape(&self.prefix), glob_escape(prefix));
         let gen_prefix = self.key("gen:");
-        let mut keys = self.pool.next().scan_buffered(pattern, Some(500), None);
+        let client = self.pool.next();
+        let mut keys: std::pin::Pin<Box<dyn futures::Stream<Item = _> + Send>> = if self.clustered {
+            Box::pin(client.scan_cluster_buffered(pattern, Some(500), None))
+        } else {
+            Box::pin(client.scan_buffered(pattern, Some(500), None))
+        };
         let mut batch: Vec<Key> = Vec::new();
         let mut deleted = 0u64;
         // Admin-only and bounded by the keyspace of this deployment; each
@@ -146,18 +210,56 @@ impl RedisBackend {
             }
             batch.push(key);
             if batch.len() >= 500 {
-                deleted += self
-                    .call(self.pool.del::<u64, _>(std::mem::take(&mut batch)))
-                    .await?;
+                deleted += self.del(std::mem::take(&mut batch)).await?;
             }
         }
         if !batch.is_empty() {
-            deleted += self.call(self.pool.del::<u64, _>(batch)).await?;
+            deleted += self.del(batch).await?;
         }
         Ok(deleted)
     }
 
-    async fn ping(&self) -> bool {
+    /// `DEL` of `keys`, one command per hash slot on a cluster.
+    async fn del(&self, keys: Vec<Key>) -> Result<u64, ()> {
+        if !self.clustered {
+            return self.call(self.pool.del::<u64, _>(keys)).await;
+        }
+        let groups = fred::util::group_by_hash_slot(keys).map_err(|_| ())?;
+        let client = self.pool.next();
+        let counts = self
+            .call(futures::future::try_join_all(groups.into_values().map(
+                |group| client.del::<u64, _>(group.into_iter().collect::<Vec<Key>>()),
+            )))
+            .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// Opens the breaker on every connection error and makes a probe due
+    /// on every reconnection, for as long as the cache lives.
+    pub fn watch_connections(&self) {
+        for client in self.pool.clients() {
+            let breaker = self.breaker.clone();
+            client.on_error(move |(error, server)| {
+                let breaker = breaker.clone();
+                async move {
+                    tracing::debug!(%error, server = ?server, "redis connection error");
+                    breaker.trip();
+                    Ok(())
+                }
+            });
+            let breaker = self.breaker.clone();
+            client.on_reconnect(move |server| {
+                let breaker = breaker.clone();
+                async move {
+                    tracing::debug!(%server, "redis reconnected");
+                    breaker.probe_now();
+                    Ok(())
+                }
+            });
+        }
+    }
+
+    pub async fn ping(&self) -> bool {
         matches!(
             tokio::time::timeout(
                 self.timeout.max(Duration::from_millis(200)),
@@ -182,8 +284,8 @@ fn glob_escape(s: &str) -> String {
 }
 
 /// Watches the breaker: reacts when it opens, probes Redis while it is
-/// open, and closes it (after bumping the epoch when needed) when Redis
-/// answers. Ends when the cache is dropped.
+/// open, and closes it when Redis answers (see [`Cache::recover`]). Ends
+/// when the cache is dropped.
 pub fn spawn_probe(cache: Weak<Cache>) {
     tokio::spawn(async move {
         loop {
@@ -194,25 +296,7 @@ pub fn spawn_probe(cache: Weak<Cache>) {
                 cache.on_redis_lost();
             }
             if redis.breaker.probe_due() {
-                if redis.ping().await {
-                    // Replay what Redis missed, then close, under the lock
-                    // that invalidations take while the breaker is open.
-                    let mut missed = cache.missed.lock().await;
-                    let replay = missed.replay();
-                    if replay.is_empty() || redis.incr_all(&replay).await.is_ok() {
-                        *missed = Default::default();
-                        cache.on_redis_recovered();
-                        redis.breaker.close();
-                        tracing::info!(
-                            replayed = replay.len(),
-                            "redis available: serving from redis"
-                        );
-                    } else {
-                        redis.breaker.probe_failed();
-                    }
-                } else {
-                    redis.breaker.probe_failed();
-                }
+                cache.recover().await;
             }
             drop(cache);
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -42,6 +42,11 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
     /// `LOG_FORMAT`, default `pretty`: `json` for a log collector.
     pub log_format: LogFormat,
+    /// `SHUTDOWN_DRAIN_SECS`, default 5 in production and 0 otherwise: after
+    /// SIGTERM, how long `/ready` says 503 while requests are still served,
+    /// so a balancer or a Kubernetes endpoint update stops sending before
+    /// the listener closes.
+    pub shutdown_drain: Duration,
     /// The `MONGODB_*` variables.
     pub mongo: MongoSettings,
     /// `JWT_SECRET` and `JWT_TTL_SECS`.
@@ -161,6 +166,7 @@ impl Settings {
             app_env,
             bind_addr,
             log_format,
+            shutdown_drain: secs(src, "SHUTDOWN_DRAIN_SECS", if production { 5 } else { 0 })?,
             mongo,
             auth,
             limits,
@@ -204,6 +210,14 @@ mod tests {
         assert!(s.mongo.lagging_read_preference.is_none());
         assert_eq!(s.jobs.batch_size, 2_000);
         assert!(s.jobs.worker_enabled);
+        assert_eq!(s.shutdown_drain, Duration::ZERO);
+        let prod = [
+            ("APP_ENV", "production"),
+            ("MONGODB_URI", "mongodb://db"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef0123456789"),
+        ];
+        let s = Settings::from_source(&prod).unwrap();
+        assert_eq!(s.shutdown_drain, Duration::from_secs(5));
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use mongodb::options::ReadPreference;
+use mongodb::options::{Acknowledgment, ReadConcern, ReadPreference, WriteConcern};
 
-use super::{AppEnv, Source, millis, parse_or, secs};
+use super::{AppEnv, Source, millis, parse_bool, parse_or, secs};
 
 /// MongoDB connection and pool settings (PRODUCT.md, "MongoDB client").
 #[derive(Debug, Clone)]
@@ -49,6 +49,23 @@ pub struct MongoSettings {
     /// `secondaryPreferred` keeps those heavy aggregations off the primary
     /// that serves writes.
     pub lagging_read_preference: Option<ReadPreference>,
+    /// `MONGODB_WRITE_CONCERN` (`majority`, a number of members, or a
+    /// replica-set tag name) with `MONGODB_WRITE_CONCERN_TIMEOUT_MS`: the
+    /// write concern of progress and activity writes, so a recorded progress
+    /// survives the loss of the primary (`majority`). Unset: the URI's `w`,
+    /// else the server's default (`majority` since MongoDB 5.0 on a replica
+    /// set).
+    pub progress_write_concern: Option<WriteConcern>,
+    /// `MONGODB_READ_CONCERN` (`local`, `available`, `majority`,
+    /// `linearizable`, `snapshot`): the read concern of every read. Unset:
+    /// the URI's `readConcernLevel`, else the server's default (`local`).
+    pub read_concern: Option<ReadConcern>,
+    /// `MONGODB_RETRY_WRITES`, default true: a write interrupted by a
+    /// primary election is retried once on the new primary (replica sets
+    /// and sharded clusters).
+    pub retry_writes: bool,
+    /// `MONGODB_RETRY_READS`, default true: the same for reads.
+    pub retry_reads: bool,
 }
 
 impl MongoSettings {
@@ -92,6 +109,10 @@ impl MongoSettings {
             operation_timeout: millis(src, "MONGODB_OPERATION_TIMEOUT_MS", 20_000)?,
             compressors,
             lagging_read_preference: read_preference(src)?,
+            progress_write_concern: write_concern(src)?,
+            read_concern: read_concern(src)?,
+            retry_writes: parse_bool(src, "MONGODB_RETRY_WRITES", true)?,
+            retry_reads: parse_bool(src, "MONGODB_RETRY_READS", true)?,
         };
         if mongo.min_pool_size > mongo.max_pool_size {
             bail!("invalid MONGODB_MIN_POOL_SIZE: larger than MONGODB_MAX_POOL_SIZE");
@@ -119,6 +140,59 @@ fn read_preference(src: &dyn Source) -> anyhow::Result<Option<ReadPreference>> {
     )
 }
 
+/// `MONGODB_WRITE_CONCERN` and `MONGODB_WRITE_CONCERN_TIMEOUT_MS`.
+fn write_concern(src: &dyn Source) -> anyhow::Result<Option<WriteConcern>> {
+    let timeout = match src.get("MONGODB_WRITE_CONCERN_TIMEOUT_MS") {
+        None => None,
+        Some(_) => Some(millis(src, "MONGODB_WRITE_CONCERN_TIMEOUT_MS", 0)?),
+    };
+    let w = match src.get("MONGODB_WRITE_CONCERN").as_deref().map(str::trim) {
+        None | Some("") => {
+            if timeout.is_some() {
+                bail!("MONGODB_WRITE_CONCERN_TIMEOUT_MS needs MONGODB_WRITE_CONCERN");
+            }
+            return Ok(None);
+        }
+        Some("majority") => Acknowledgment::Majority,
+        Some(n) if n.chars().all(|c| c.is_ascii_digit()) => match n.parse::<u32>() {
+            Ok(0) | Err(_) => bail!(
+                "invalid MONGODB_WRITE_CONCERN={n:?}: unacknowledged writes (0) are not supported"
+            ),
+            Ok(n) => Acknowledgment::Nodes(n),
+        },
+        Some(tag)
+            if tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+        {
+            Acknowledgment::Custom(tag.to_string())
+        }
+        Some(other) => bail!(
+            "invalid MONGODB_WRITE_CONCERN={other:?}: expected majority, a number of members or a tag name"
+        ),
+    };
+    Ok(Some(
+        WriteConcern::builder().w(w).w_timeout(timeout).build(),
+    ))
+}
+
+/// `MONGODB_READ_CONCERN`.
+fn read_concern(src: &dyn Source) -> anyhow::Result<Option<ReadConcern>> {
+    Ok(
+        match src.get("MONGODB_READ_CONCERN").as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("local") => Some(ReadConcern::local()),
+            Some("available") => Some(ReadConcern::available()),
+            Some("majority") => Some(ReadConcern::majority()),
+            Some("linearizable") => Some(ReadConcern::linearizable()),
+            Some("snapshot") => Some(ReadConcern::snapshot()),
+            Some(other) => bail!(
+                "invalid MONGODB_READ_CONCERN={other:?}: expected local, available, majority, linearizable or snapshot"
+            ),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Settings;
@@ -130,5 +204,56 @@ mod tests {
         let s =
             Settings::from_source(&[("MONGODB_READ_PREFERENCE", "secondaryPreferred")]).unwrap();
         assert!(s.mongo.lagging_read_preference.is_some());
+    }
+
+    #[test]
+    fn replica_set_options_are_parsed_and_validated() {
+        use mongodb::options::{Acknowledgment, ReadConcernLevel};
+        let s = Settings::from_source(&[]).unwrap();
+        assert!(s.mongo.progress_write_concern.is_none());
+        assert!(s.mongo.read_concern.is_none());
+        assert!(s.mongo.retry_writes && s.mongo.retry_reads);
+
+        let s = Settings::from_source(&[
+            (
+                "MONGODB_URI",
+                "mongodb+srv://kairos:secret@cluster0.example.mongodb.net/?retryWrites=true",
+            ),
+            ("MONGODB_WRITE_CONCERN", "majority"),
+            ("MONGODB_WRITE_CONCERN_TIMEOUT_MS", "2500"),
+            ("MONGODB_READ_CONCERN", "majority"),
+            ("MONGODB_READ_PREFERENCE", "secondaryPreferred"),
+            ("MONGODB_RETRY_WRITES", "false"),
+        ])
+        .unwrap();
+        let wc = s.mongo.progress_write_concern.unwrap();
+        assert_eq!(wc.w, Some(Acknowledgment::Majority));
+        assert_eq!(wc.w_timeout, Some(std::time::Duration::from_millis(2500)));
+        assert_eq!(
+            s.mongo.read_concern.unwrap().level,
+            ReadConcernLevel::Majority
+        );
+        assert!(!s.mongo.retry_writes);
+
+        let nodes = Settings::from_source(&[("MONGODB_WRITE_CONCERN", "2")]).unwrap();
+        assert_eq!(
+            nodes.mongo.progress_write_concern.unwrap().w,
+            Some(Acknowledgment::Nodes(2))
+        );
+        let tag = Settings::from_source(&[("MONGODB_WRITE_CONCERN", "multiDC")]).unwrap();
+        assert_eq!(
+            tag.mongo.progress_write_concern.unwrap().w,
+            Some(Acknowledgment::Custom("multiDC".into()))
+        );
+        for (key, value) in [
+            ("MONGODB_WRITE_CONCERN", "0"),
+            ("MONGODB_WRITE_CONCERN", "w=1"),
+            ("MONGODB_WRITE_CONCERN_TIMEOUT_MS", "100"),
+            ("MONGODB_READ_CONCERN", "strong"),
+            ("MONGODB_RETRY_READS", "maybe"),
+        ] {
+            let err = Settings::from_source(&[(key, value)]).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}={value}: {err}");
+        }
     }
 }

@@ -109,6 +109,9 @@ pub struct Db {
     pub pool: Arc<PoolGauges>,
     /// Where reads that may lag (the dashboard) go; `None` is the primary.
     pub lagging_read_preference: Option<mongodb::options::ReadPreference>,
+    /// The write concern of `progress` and `activity` writes
+    /// (`MONGODB_WRITE_CONCERN`); `None` keeps the client's.
+    pub progress_write_concern: Option<mongodb::options::WriteConcern>,
     /// Whether `modules` has a text index, so catalogue search may use
     /// `$text` (else an escaped regex). Found at start, refreshed by
     /// [`indexes::has_text_index`] callers.
@@ -141,8 +144,11 @@ impl Db {
         opts.max_idle_time = Some(settings.max_idle_time);
         opts.connect_timeout = Some(settings.connect_timeout);
         opts.server_selection_timeout = Some(settings.server_selection_timeout);
-        opts.retry_reads = Some(true);
-        opts.retry_writes = Some(true);
+        opts.retry_reads = Some(settings.retry_reads);
+        opts.retry_writes = Some(settings.retry_writes);
+        if let Some(rc) = &settings.read_concern {
+            opts.read_concern = Some(rc.clone());
+        }
         if opts.compressors.is_none() && !settings.compressors.is_empty() {
             opts.compressors = Some(
                 settings
@@ -195,6 +201,7 @@ impl Db {
             commands,
             pool,
             lagging_read_preference: settings.lagging_read_preference.clone(),
+            progress_write_concern: settings.progress_write_concern.clone(),
             text_search: Arc::default(),
         })
     }
@@ -216,12 +223,24 @@ impl Db {
         Ok(())
     }
 
+    /// A collection handle; `progress` and `activity` carry
+    /// `MONGODB_WRITE_CONCERN` when it is set.
     pub fn collection<T: Send + Sync>(&self, name: &str) -> Collection<T> {
-        self.db.collection(name)
+        match &self.progress_write_concern {
+            Some(wc) if name == names::PROGRESS || name == names::ACTIVITY => {
+                self.db.collection_with_options(
+                    name,
+                    mongodb::options::CollectionOptions::builder()
+                        .write_concern(wc.clone())
+                        .build(),
+                )
+            }
+            _ => self.db.collection(name),
+        }
     }
 
     pub fn raw(&self, name: &str) -> Collection<Document> {
-        self.db.collection(name)
+        self.collection(name)
     }
 
     /// Runs one driver operation under the client-side deadline and maps its
@@ -260,5 +279,46 @@ pub async fn with_deadline<T>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(ApiError::from(e)),
         Err(elapsed) => Err(ApiError::from(elapsed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::options::{Acknowledgment, ClientOptions};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_replica_set_uri_and_the_progress_write_concern_reach_the_client() {
+        let settings = crate::config::Settings::from_source(&[
+            (
+                "MONGODB_URI",
+                "mongodb://db1:27017,db2:27017,db3:27017/?replicaSet=rs0&w=1",
+            ),
+            ("MONGODB_WRITE_CONCERN", "majority"),
+            ("MONGODB_READ_CONCERN", "majority"),
+        ])
+        .unwrap();
+        let opts = ClientOptions::parse(&settings.mongo.uri).await.unwrap();
+        assert_eq!(opts.repl_set_name.as_deref(), Some("rs0"));
+        assert_eq!(opts.hosts.len(), 3);
+        // Connecting is lazy: nothing needs to answer.
+        let db = Db::connect(&settings.mongo).await.unwrap();
+        for name in [names::PROGRESS, names::ACTIVITY] {
+            let wc = db.raw(name).write_concern().cloned().unwrap();
+            assert_eq!(wc.w, Some(Acknowledgment::Majority), "{name}");
+        }
+        // Other collections keep the URI's.
+        assert_eq!(
+            db.raw(names::USERS)
+                .write_concern()
+                .and_then(|w| w.w.clone()),
+            Some(Acknowledgment::Nodes(1))
+        );
+        assert_eq!(
+            db.raw(names::USERS).read_concern().map(|r| r.level.clone()),
+            Some(mongodb::options::ReadConcernLevel::Majority)
+        );
+        db.shutdown().await;
     }
 }

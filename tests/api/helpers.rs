@@ -40,7 +40,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub db: Db,
-    _shutdown: oneshot::Sender<()>,
+    /// Send (or drop) to stop the service as SIGTERM would.
+    pub shutdown: oneshot::Sender<()>,
 }
 
 /// Settings of a test app: its own database, port 0, quick timeouts.
@@ -99,7 +100,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         client: reqwest::Client::new(),
         db: state.services.db.clone(),
         state,
-        _shutdown: tx,
+        shutdown: tx,
     }
 }
 

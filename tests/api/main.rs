@@ -13,5 +13,7 @@ mod learners;
 mod live;
 mod notifications;
 mod protection;
+mod scale;
+mod scale_balancer;
 mod schema;
 mod web;
