@@ -38,6 +38,7 @@ use crate::{
     http::{
         metrics::{self, Metrics},
         ratelimit::AuthLimiter,
+        throttle::CostThrottle,
     },
     notifications::jobs::{self, FanOut, JobSignal, WorkerDeps},
     schema::{self, KairosSchema},
@@ -104,6 +105,7 @@ impl Application {
             tokens: TokenService::new(&settings.auth),
             metrics: Metrics::new(),
             auth_limiter: Arc::new(AuthLimiter::new(settings.limits.auth_rate_limit_per_minute)),
+            throttle: Arc::new(CostThrottle::new(&settings.limits, cache.clone())),
             events: Events::new(vec![Arc::new(fan_out)]),
             cache,
             db,

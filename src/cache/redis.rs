@@ -157,6 +157,19 @@ impl RedisBackend {
         Ok(deleted)
     }
 
+    /// Runs one Lua script on one key of this deployment, atomically and in
+    /// one round trip. `EVAL` rather than `EVALSHA`: Redis keeps the
+    /// compiled script by its digest, and a restarted Redis needs no reload.
+    pub async fn eval<R: FromValue>(
+        &self,
+        lua: &'static str,
+        key: &str,
+        args: Vec<String>,
+    ) -> Result<R, ()> {
+        self.call(self.pool.eval::<R, _, _, _>(lua, vec![self.key(key)], args))
+            .await
+    }
+
     async fn ping(&self) -> bool {
         matches!(
             tokio::time::timeout(

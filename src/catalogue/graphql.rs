@@ -114,7 +114,6 @@ impl CatalogueQuery {
     /// case-insensitively.
     #[allow(clippy::too_many_arguments)]
     #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
         cache_control(max_age = 60)
     )]
     async fn modules(

@@ -61,7 +61,6 @@ pub struct NotificationQuery;
 impl NotificationQuery {
     /// Newest first.
     #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
         cache_control(no_cache)
     )]
     #[tracing::instrument(skip_all)]

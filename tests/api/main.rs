@@ -4,6 +4,7 @@
 mod admin;
 mod cache;
 mod catalogue;
+mod cost;
 mod graphql_over_http;
 mod helpers;
 mod indexes;
