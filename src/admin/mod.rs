@@ -208,10 +208,7 @@ impl AdminQuery {
 
     /// Admin only. `search` matches email or username prefix,
     /// case-insensitively.
-    #[graphql(
-        guard = "AdminOnly",
-        cache_control(no_cache)
-    )]
+    #[graphql(guard = "AdminOnly", cache_control(no_cache))]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -240,9 +237,7 @@ impl AdminQuery {
 
     /// Admin only. The notification fan-out jobs, newest first: state,
     /// counts and attempts.
-    #[graphql(
-        guard = "AdminOnly",
-    )]
+    #[graphql(guard = "AdminOnly")]
     async fn notification_jobs(
         &self,
         ctx: &Context<'_>,

@@ -38,8 +38,7 @@ use std::{
 };
 
 use async_graphql::{
-    ErrorExtensionValues, Name, Positioned, Response, ServerError, ServerResult, Value,
-    Variables,
+    ErrorExtensionValues, Name, Positioned, Response, ServerError, ServerResult, Value, Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
     },
@@ -239,7 +238,10 @@ impl<'a> Pricer<'a> {
                 });
                 Some(match given {
                     Some(Value::Number(n)) => n.as_i64(),
-                    _ => declared.default_value.as_deref().and_then(|d| d.parse().ok()),
+                    _ => declared
+                        .default_value
+                        .as_deref()
+                        .and_then(|d| d.parse().ok()),
                 })
             })
             .next()
@@ -495,11 +497,9 @@ impl<'a> Counter<'_, 'a> {
                 let (_, cost) = self.elements(field, ty, type_weight(ty), value);
                 weight.saturating_add(cost)
             }
-            Value::Object(object) => weight.saturating_add(
-                self.set(&field.selection_set.node, ty, object)
-                    .cost
-                    .total(),
-            ),
+            Value::Object(object) => {
+                weight.saturating_add(self.set(&field.selection_set.node, ty, object).cost.total())
+            }
             _ => weight,
         };
         Returned {
@@ -510,7 +510,13 @@ impl<'a> Counter<'_, 'a> {
 
     /// The elements of a (possibly nested) list: how many, and what they
     /// cost at `each` plus their selections.
-    fn elements(&mut self, field: &'a Field, ty: &'a MetaType, each: u64, value: &Value) -> (u64, u64) {
+    fn elements(
+        &mut self,
+        field: &'a Field,
+        ty: &'a MetaType,
+        each: u64,
+        value: &Value,
+    ) -> (u64, u64) {
         match value {
             Value::List(items) => items.iter().fold((0, 0), |(n, cost), item| {
                 let (m, c) = self.elements(field, ty, each, item);
@@ -518,11 +524,7 @@ impl<'a> Counter<'_, 'a> {
             }),
             Value::Object(object) => (
                 1,
-                each.saturating_add(
-                    self.set(&field.selection_set.node, ty, object)
-                        .cost
-                        .total(),
-                ),
+                each.saturating_add(self.set(&field.selection_set.node, ty, object).cost.total()),
             ),
             Value::Null => (0, 0),
             _ => (1, each),
@@ -531,7 +533,10 @@ impl<'a> Counter<'_, 'a> {
 }
 
 /// The operation of `doc` that runs under `name`.
-fn operation<'d>(doc: &'d ExecutableDocument, name: Option<&str>) -> Option<&'d OperationDefinition> {
+fn operation<'d>(
+    doc: &'d ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'d OperationDefinition> {
     let mut ops = doc.operations.iter();
     match name {
         Some(name) => ops
@@ -692,13 +697,13 @@ impl Extension for CostOfRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let caller = ctx.data_opt::<RequestData>().map(|data| {
-            match (data.viewer.as_ref(), data.client) {
-                (Some(viewer), _) => format!("user:{}", viewer.user_id.to_hex()),
-                (None, Some(addr)) => format!("addr:{addr}"),
-                (None, None) => "anonymous".to_string(),
-            }
-        });
+        let caller =
+            ctx.data_opt::<RequestData>()
+                .map(|data| match (data.viewer.as_ref(), data.client) {
+                    (Some(viewer), _) => format!("user:{}", viewer.user_id.to_hex()),
+                    (None, Some(addr)) => format!("addr:{addr}"),
+                    (None, None) => "anonymous".to_string(),
+                });
         self.state().caller = caller;
         let doc = next.run(ctx, query, variables).await?;
         let mut state = self.state();
@@ -716,7 +721,11 @@ impl Extension for CostOfRequest {
         let registry = &ctx.schema_env.registry;
         let (doc, variables, caller) = {
             let state = self.state();
-            (state.doc.clone(), state.variables.clone(), state.caller.clone())
+            (
+                state.doc.clone(),
+                state.variables.clone(),
+                state.caller.clone(),
+            )
         };
         let Some(doc) = doc else {
             return next.run(ctx, operation_name).await;
@@ -870,7 +879,11 @@ mod tests {
 
     /// Runs `query` under `limit`; returns `extensions.cost` and the
     /// errors.
-    async fn run(query: &str, variables: serde_json::Value, limit: u64) -> (serde_json::Value, Vec<ServerError>) {
+    async fn run(
+        query: &str,
+        variables: serde_json::Value,
+        limit: u64,
+    ) -> (serde_json::Value, Vec<ServerError>) {
         let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
             .extension(QueryCost { limit })
             .finish();
@@ -889,7 +902,10 @@ mod tests {
     #[tokio::test]
     async fn scalars_are_free_and_objects_cost_one() {
         assert_eq!(price("{ __typename item { id tags } }", json!({})).await, 1);
-        assert_eq!(price("{ item { child { child { id } } } }", json!({})).await, 3);
+        assert_eq!(
+            price("{ item { child { child { id } } } }", json!({})).await,
+            3
+        );
         assert_eq!(price("{ stats { id child { id } } }", json!({})).await, 11);
     }
 
@@ -898,28 +914,49 @@ mod tests {
         let page = "{ items(first: 100) { totalCount info { id } edges { cursor node { id } } nodes { id } } }";
         assert_eq!(price(page, json!({})).await, 1 + 1 + 100 * 2);
         assert_eq!(price("{ items { nodes { id } } }", json!({})).await, 1 + 20);
-        assert_eq!(price("{ items(first: 50) { totalCount } }", json!({})).await, 1 + 50);
         assert_eq!(
-            price("query($n: Int) { items(first: $n) { nodes { child { id } } } }", json!({ "n": 10 })).await,
+            price("{ items(first: 50) { totalCount } }", json!({})).await,
+            1 + 50
+        );
+        assert_eq!(
+            price(
+                "query($n: Int) { items(first: $n) { nodes { child { id } } } }",
+                json!({ "n": 10 })
+            )
+            .await,
             1 + 10 * 2
         );
         assert_eq!(
-            price("query($n: Int = 7) { items(first: $n) { nodes { id } } }", json!({})).await,
+            price(
+                "query($n: Int = 7) { items(first: $n) { nodes { id } } }",
+                json!({})
+            )
+            .await,
             1 + 7
         );
-        assert_eq!(price("{ items(first: 1000) { nodes { id } } }", json!({})).await, 101);
+        assert_eq!(
+            price("{ items(first: 1000) { nodes { id } } }", json!({})).await,
+            101
+        );
     }
 
     #[tokio::test]
     async fn lists_multiply_and_aliases_fragments_add_up() {
-        assert_eq!(price("{ list(limit: 5) { id child { id } } }", json!({})).await, 1 + 5 * 2);
+        assert_eq!(
+            price("{ list(limit: 5) { id child { id } } }", json!({})).await,
+            1 + 5 * 2
+        );
         assert_eq!(price("{ all { id } }", json!({})).await, 1 + 20);
         assert_eq!(
             price("{ a: items(first: 10) { nodes { ...F } } b: items(first: 10) { nodes { ...F } } } fragment F on Item { child { id } }", json!({})).await,
             2 * (1 + 10 * 2)
         );
         assert_eq!(
-            price("query($no: Boolean!) { item @include(if: $no) { id } all @skip(if: true) { id } }", json!({ "no": false })).await,
+            price(
+                "query($no: Boolean!) { item @include(if: $no) { id } all @skip(if: true) { id } }",
+                json!({ "no": false })
+            )
+            .await,
             0
         );
     }
@@ -940,11 +977,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_query_over_the_limit_is_refused_with_its_cost() {
-        let (cost, errors) = run("{ a: items(first: 100) { nodes { id } } b: all { id } }", json!({}), 100).await;
+        let (cost, errors) = run(
+            "{ a: items(first: 100) { nodes { id } } b: all { id } }",
+            json!({}),
+            100,
+        )
+        .await;
         assert_eq!(cost["requestedQueryCost"], 122);
         assert_eq!(cost["actualQueryCost"], 0);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.contains("costs 122 points; at most 100"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("costs 122 points; at most 100"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[tokio::test]

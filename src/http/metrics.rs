@@ -256,11 +256,8 @@ impl Metrics {
     /// The actual cost of one executed request.
     pub fn query_cost(&self, operation: &str, cost: u64) {
         let operation = self.operation_label(operation);
-        self.histogram(
-            names::QUERY_COST,
-            vec![Label::new("operation", operation)],
-        )
-        .record(cost as f64);
+        self.histogram(names::QUERY_COST, vec![Label::new("operation", operation)])
+            .record(cost as f64);
     }
 
     /// One request refused by a rate limit (one of [`RATE_LIMIT_SCOPES`]).

@@ -194,7 +194,11 @@ mod tests {
         let other = t.reserve("user:b", 30).await;
 
         assert!(matches!(first, Reservation::Granted(s) if s.currently_available == 20));
-        let Reservation::Refused { status, retry_after } = second else {
+        let Reservation::Refused {
+            status,
+            retry_after,
+        } = second
+        else {
             panic!("{second:?}")
         };
         assert_eq!(status.maximum_available, 100);

@@ -302,9 +302,7 @@ impl LearnerQuery {
     }
 
     /// The signed-in learner's progress, most recently updated first.
-    #[graphql(
-        cache_control(no_cache)
-    )]
+    #[graphql(cache_control(no_cache))]
     async fn my_progress(
         &self,
         ctx: &Context<'_>,
@@ -358,9 +356,7 @@ impl LearnerQuery {
 
     /// The signed-in learner's activity, newest first; an admin may pass
     /// another userId.
-    #[graphql(
-        cache_control(no_cache)
-    )]
+    #[graphql(cache_control(no_cache))]
     async fn history(
         &self,
         ctx: &Context<'_>,

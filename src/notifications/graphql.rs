@@ -60,9 +60,7 @@ pub struct NotificationQuery;
 #[Object]
 impl NotificationQuery {
     /// Newest first.
-    #[graphql(
-        cache_control(no_cache)
-    )]
+    #[graphql(cache_control(no_cache))]
     #[tracing::instrument(skip_all)]
     async fn notifications(
         &self,

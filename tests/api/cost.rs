@@ -68,7 +68,11 @@ async fn a_full_page_of_every_list_with_every_scalar_field_passes() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let ids = app
-        .insert_modules((0..3).map(|i| module(&format!("m{i}"), i, doc! {})).collect())
+        .insert_modules(
+            (0..3)
+                .map(|i| module(&format!("m{i}"), i, doc! {}))
+                .collect(),
+        )
         .await;
     let (learner, _) = app.register("pagereader").await;
     app.ok(
@@ -104,7 +108,9 @@ async fn a_full_page_of_every_list_with_every_scalar_field_passes() {
     ];
 
     for (query, token, expected) in screens {
-        let (status, _, body) = app.query(&query, json!({}), token.map(String::as_str)).await;
+        let (status, _, body) = app
+            .query(&query, json!({}), token.map(String::as_str))
+            .await;
 
         assert_eq!(status, StatusCode::OK, "{query}: {body:#}");
         assert!(body.get("errors").is_none(), "{query}: {body:#}");
@@ -115,8 +121,7 @@ async fn a_full_page_of_every_list_with_every_scalar_field_passes() {
 #[tokio::test]
 async fn nested_and_aliased_abuse_is_refused_with_its_cost() {
     let app = spawn_app().await;
-    let nested =
-        format!("nodes {{ {MODULE} myProgress {{ status module {{ {MODULE} }} }} }}");
+    let nested = format!("nodes {{ {MODULE} myProgress {{ status module {{ {MODULE} }} }} }}");
     let four_nested_pages: String = (0..4)
         .map(|i| format!("p{i}: modules(first: 100) {{ {nested} }} "))
         .collect();
@@ -126,14 +131,30 @@ async fn nested_and_aliased_abuse_is_refused_with_its_cost() {
     let typename_flood: String = (0..101).map(|i| format!("t{i}: __typename ")).collect();
 
     let one = app
-        .query(&format!("{{ modules(first: 100) {{ {nested} }} }}"), json!({}), None)
+        .query(
+            &format!("{{ modules(first: 100) {{ {nested} }} }}"),
+            json!({}),
+            None,
+        )
         .await
         .2;
-    let four = app.query(&format!("{{ {four_nested_pages} }}"), json!({}), None).await.2;
-    let counts = app.query(&format!("{{ {twenty_counts} }}"), json!({}), None).await.2;
-    let flood = app.query(&format!("{{ {typename_flood} }}"), json!({}), None).await.2;
+    let four = app
+        .query(&format!("{{ {four_nested_pages} }}"), json!({}), None)
+        .await
+        .2;
+    let counts = app
+        .query(&format!("{{ {twenty_counts} }}"), json!({}), None)
+        .await
+        .2;
+    let flood = app
+        .query(&format!("{{ {typename_flood} }}"), json!({}), None)
+        .await
+        .2;
 
-    assert!(one.get("errors").is_none(), "one nested page passes: {one:#}");
+    assert!(
+        one.get("errors").is_none(),
+        "one nested page passes: {one:#}"
+    );
     assert_eq!(cost(&one)["requestedQueryCost"], 1 + 100 * 3);
     for (body, points) in [(&four, 4 * 301), (&counts, 20 * 101)] {
         assert_eq!(code(body), "BAD_USER_INPUT", "{body:#}");
@@ -159,14 +180,23 @@ async fn nested_and_aliased_abuse_is_refused_with_its_cost() {
 #[tokio::test]
 async fn extensions_cost_is_exact_for_known_queries() {
     let app = spawn_app().await;
-    app.insert_modules((0..3).map(|i| module(&format!("k{i}"), i, doc! {})).collect())
-        .await;
+    app.insert_modules(
+        (0..3)
+            .map(|i| module(&format!("k{i}"), i, doc! {}))
+            .collect(),
+    )
+    .await;
     let (learner, _) = app.register("costreader").await;
     // (query, token, requested, actual)
     let known = [
         // 3 modules come back of the 100 asked for.
         ("{ modules(first: 100) { nodes { id } } }", None, 101, 4),
-        ("{ modules(first: 100) { edges { cursor node { id } } nodes { id } } }", None, 201, 7),
+        (
+            "{ modules(first: 100) { edges { cursor node { id } } nodes { id } } }",
+            None,
+            201,
+            7,
+        ),
         // Without items selected, the page is still read.
         ("{ modules(first: 10) { totalCount } }", None, 11, 11),
         ("{ me { id } }", None, 1, 0),
@@ -243,7 +273,10 @@ fn assert_throttled(status: StatusCode, headers: &header::HeaderMap, body: &Valu
     let left = throttle["currentlyAvailable"].as_u64().unwrap();
     assert!(left < 101, "{body:#}");
     // At one point a second, the missing points take that many seconds.
-    assert!(retry >= 101 - left && retry <= 101 - left + 1, "{retry} {body:#}");
+    assert!(
+        retry >= 101 - left && retry <= 101 - left + 1,
+        "{retry} {body:#}"
+    );
     assert_eq!(body["errors"][0]["extensions"]["retryAfterSeconds"], retry);
     assert_eq!(cost(body)["requestedQueryCost"], 101);
 }
@@ -345,9 +378,14 @@ async fn zero_valued_metrics_are_present_on_a_fresh_start() {
     let too_costly: String = (0..20)
         .map(|i| format!("c{i}: modules(first: 100) {{ totalCount }} "))
         .collect();
-    app.query(&format!("{{ {too_costly} }}"), json!({}), None).await;
-    app.query("query Catalogue { modules(first: 5) { nodes { id } } }", json!({}), None)
+    app.query(&format!("{{ {too_costly} }}"), json!({}), None)
         .await;
+    app.query(
+        "query Catalogue { modules(first: 5) { nodes { id } } }",
+        json!({}),
+        None,
+    )
+    .await;
     let after = app.metrics().await;
 
     for line in series {
