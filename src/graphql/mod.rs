@@ -14,6 +14,7 @@ pub mod limits;
 pub mod pagination;
 pub mod scalars;
 pub mod transport;
+pub mod ws;
 
 use async_graphql::ID;
 use bson::oid::ObjectId;

@@ -272,16 +272,30 @@ pub fn progress_key(p: &ProgressDoc) -> ProgressKey {
     (p.updated_at.timestamp_millis(), p.id.to_hex())
 }
 
+/// Which page of a learner's progress list (`myProgress`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgressPage {
+    pub status: Option<ProgressStatus>,
+    pub after: Option<ProgressKey>,
+    pub limit: i64,
+    /// Whether the size of the whole list is wanted too.
+    pub with_total: bool,
+}
+
 /// One page of a learner's progress, newest update first, and the total
 /// when asked, in one command.
 pub async fn list(
     db: &Db,
     user_id: ObjectId,
-    status: Option<ProgressStatus>,
-    after: Option<&ProgressKey>,
-    limit: i64,
-    with_total: bool,
+    q: &ProgressPage,
 ) -> ApiResult<(Vec<ProgressDoc>, i64)> {
+    let ProgressPage {
+        status,
+        after,
+        limit,
+        with_total,
+    } = q;
+    let (limit, with_total) = (*limit, *with_total);
     let mut filter = doc! { "user_id": user_id };
     if let Some(s) = status {
         filter.insert("status", s.as_str());
@@ -292,7 +306,10 @@ pub async fn list(
             collection: names::PROGRESS,
             filter,
             sort: doc! { "updated_at": -1, "_id": -1 },
-            after: after.map(|k| before_match("updated_at", k)).transpose()?,
+            after: after
+                .as_ref()
+                .map(|k| before_match("updated_at", k))
+                .transpose()?,
             projection: None,
             limit,
             with_total,
