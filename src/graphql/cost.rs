@@ -38,9 +38,11 @@ use std::{
 };
 
 use async_graphql::{
-    ErrorExtensionValues, Name, Positioned, Response, ServerError, ServerResult, Value, Variables,
+    ErrorExtensionValues, Name, Positioned, Response, ServerError, ServerResult, ValidationResult,
+    Value, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+        NextPrepareRequest, NextRequest, NextValidation,
     },
     indexmap::IndexMap,
     parser::types::{
@@ -60,16 +62,27 @@ use crate::{
     http::throttle::{Reservation, ThrottleStatus},
 };
 
-/// The `@cost` directive of the schema.
+/// The `@cost` and `@listSize` directives of the schema.
 pub mod directive {
     use async_graphql::TypeDirective;
 
-    /// The cost of a field instead of its type's (1 for an object), set
-    /// where the resolver is declared: `#[graphql(directive =
-    /// cost::apply(10))]`. It shows in the SDL, so that clients can price
-    /// their queries themselves.
+    // Set where the resolver is declared: `#[graphql(directive =
+    // cost::apply(10))]`. Both show in the SDL, so that clients can price
+    // their queries themselves; their descriptions are public.
+
+    /// What the field costs in the query cost (`extensions.cost`) instead
+    /// of what its type costs (an object 1, a scalar or an enum 0): fields
+    /// that cost the server more declare more (IBM GraphQL Cost Directive
+    /// specification).
     #[TypeDirective(location = "FieldDefinition")]
     pub fn cost(weight: u32) {}
+
+    /// How many items a list that takes no `first` or `limit` is priced
+    /// at (IBM GraphQL Cost Directive specification): `assumedSize` is the
+    /// most items it holds; `sizedFields` names the lists of the returned
+    /// object that hold as many items as this field's `first` asks.
+    #[TypeDirective(name = "listSize", location = "FieldDefinition")]
+    pub fn list_size(assumed_size: Option<u32>, sized_fields: Option<Vec<String>>) {}
 }
 
 /// Size assumed for a list that takes no `first` or `limit`.
@@ -139,6 +152,55 @@ fn field_weight(field: &MetaField, ty: &MetaType) -> u64 {
         .unwrap_or_else(|| type_weight(ty))
 }
 
+/// A field's `@listSize` declaration: the most items its list holds, and
+/// the lists of its object sized by its own `first`.
+fn list_size(field: &MetaField) -> (Option<u64>, Vec<&str>) {
+    let Some(directive) = field
+        .directive_invocations
+        .iter()
+        .find(|d| d.name == "listSize")
+    else {
+        return (None, Vec::new());
+    };
+    let assumed = match directive.args.get("assumedSize") {
+        Some(Value::Number(n)) => n.as_u64(),
+        _ => None,
+    };
+    let sized = match directive.args.get("sizedFields") {
+        Some(Value::List(names)) => names
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    (assumed, sized)
+}
+
+/// The lists of an object that hold as many items as the field that
+/// returned the object asked for (`@listSize(sizedFields:)`): that field
+/// and its size.
+type Sizing<'a> = Option<(&'a MetaField, u64)>;
+
+/// Whether `name` is one of the lists `sizing` sizes.
+fn sized_by(sizing: Sizing<'_>, name: &str) -> Option<u64> {
+    let (field, size) = sizing?;
+    list_size(field).1.contains(&name).then_some(size)
+}
+
+/// What the fragment cache knows a fragment by: its name and the sizing
+/// it was priced under.
+type FragmentKey<'a> = (&'a str, Option<(usize, u64)>);
+
+fn fragment_key<'a>(name: &'a str, sizing: Sizing<'_>) -> FragmentKey<'a> {
+    (
+        name,
+        sizing.map(|(field, size)| (std::ptr::from_ref(field) as usize, size)),
+    )
+}
+
 fn root<'r>(registry: &'r Registry, op: &OperationDefinition) -> Option<&'r MetaType> {
     let name = match op.ty {
         OperationType::Query => Some(&registry.query_type),
@@ -156,7 +218,7 @@ struct Pricer<'a> {
     op: &'a OperationDefinition,
     /// Fragment costs, computed once each: spreading a fragment many times
     /// (or fragments spreading each other) stays linear.
-    fragments: HashMap<&'a str, Cost>,
+    fragments: HashMap<FragmentKey<'a>, Cost>,
     introspection_fragments: HashMap<&'a str, u64>,
     /// Fragments being priced: a fragment spread inside itself (refused by
     /// validation) is not followed again.
@@ -183,7 +245,7 @@ impl<'a> Pricer<'a> {
 
     fn operation(&mut self) -> u64 {
         match root(self.registry, self.op) {
-            Some(ty) => self.set(&self.op.selection_set.node, ty).total(),
+            Some(ty) => self.set(&self.op.selection_set.node, ty, None).total(),
             None => 0,
         }
     }
@@ -223,9 +285,10 @@ impl<'a> Pricer<'a> {
         })
     }
 
-    /// The page size a list field asks for: `first` or `limit`, else the
-    /// argument's default, else the default list size; clamped to 0–100.
-    fn size(&self, field: &Field, meta: &MetaField) -> u64 {
+    /// The page size a field asks for with its `first` or `limit`
+    /// argument (clamped to 0–100: the resolvers refuse larger pages), else
+    /// that argument's default; `None` when it has neither.
+    fn slice(&self, field: &Field, meta: &MetaField) -> Option<u64> {
         ["first", "limit"]
             .into_iter()
             .filter_map(|name| {
@@ -246,18 +309,30 @@ impl<'a> Pricer<'a> {
             })
             .next()
             .flatten()
-            .map_or(DEFAULT_LIST_SIZE, |n: i64| {
-                n.clamp(0, i64::from(MAX_PAGE)) as u64
-            })
+            .map(|n: i64| n.clamp(0, i64::from(MAX_PAGE)) as u64)
     }
 
-    fn set(&mut self, set: &'a SelectionSet, ty: &'a MetaType) -> Cost {
+    /// The page size of a connection: its slice, else the default page.
+    fn size(&self, field: &Field, meta: &MetaField) -> u64 {
+        self.slice(field, meta).unwrap_or(DEFAULT_LIST_SIZE)
+    }
+
+    /// The length of a list: its slice, else the `first` of the field that
+    /// sizes it, else its declared `assumedSize`, else the default.
+    fn length(&self, field: &Field, meta: &MetaField, sizing: Sizing<'_>) -> u64 {
+        self.slice(field, meta)
+            .or_else(|| sized_by(sizing, &meta.name))
+            .or_else(|| list_size(meta).0)
+            .unwrap_or(DEFAULT_LIST_SIZE)
+    }
+
+    fn set(&mut self, set: &'a SelectionSet, ty: &'a MetaType, sizing: Sizing<'a>) -> Cost {
         let connection = is_connection(ty);
         let mut total = Cost::default();
         for item in &set.items {
             let cost = match &item.node {
                 Selection::Field(f) if !self.skipped(&f.node.directives) => {
-                    self.field(&f.node, ty, connection)
+                    self.field(&f.node, ty, connection, sizing)
                 }
                 Selection::InlineFragment(f) if !self.skipped(&f.node.directives) => {
                     let on = f
@@ -266,10 +341,10 @@ impl<'a> Pricer<'a> {
                         .as_ref()
                         .and_then(|c| self.registry.types.get(c.node.on.node.as_str()))
                         .unwrap_or(ty);
-                    self.set(&f.node.selection_set.node, on)
+                    self.set(&f.node.selection_set.node, on, sizing)
                 }
                 Selection::FragmentSpread(s) if !self.skipped(&s.node.directives) => {
-                    self.fragment(&s.node.fragment_name.node)
+                    self.fragment(&s.node.fragment_name.node, sizing)
                 }
                 _ => Cost::default(),
             };
@@ -278,8 +353,9 @@ impl<'a> Pricer<'a> {
         total
     }
 
-    fn fragment(&mut self, name: &'a Name) -> Cost {
-        if let Some(cost) = self.fragments.get(name.as_str()) {
+    fn fragment(&mut self, name: &'a Name, sizing: Sizing<'a>) -> Cost {
+        let key = fragment_key(name.as_str(), sizing);
+        if let Some(cost) = self.fragments.get(&key) {
             return *cost;
         }
         let Some(fragment) = self.doc.fragments.get(name) else {
@@ -295,17 +371,23 @@ impl<'a> Pricer<'a> {
         if !self.spreading.insert(name.as_str()) {
             return Cost::default();
         }
-        let cost = self.set(&fragment.node.selection_set.node, ty);
+        let cost = self.set(&fragment.node.selection_set.node, ty, sizing);
         self.spreading.remove(name.as_str());
-        self.fragments.insert(name.as_str(), cost);
+        self.fragments.insert(key, cost);
         cost
     }
 
-    fn field(&mut self, field: &'a Field, parent: &'a MetaType, in_connection: bool) -> Cost {
+    fn field(
+        &mut self,
+        field: &'a Field,
+        parent: &'a MetaType,
+        in_connection: bool,
+        sizing: Sizing<'a>,
+    ) -> Cost {
         match field.name.node.as_str() {
             "__typename" => return Cost::default(),
             "__schema" | "__type" => {
-                return Cost::once(self.introspection(&field.selection_set.node));
+                return Cost::once(1 + self.introspection(&field.selection_set.node));
             }
             _ => {}
         }
@@ -315,7 +397,12 @@ impl<'a> Pricer<'a> {
         let Some(ty) = named_type(self.registry, meta) else {
             return Cost::default();
         };
-        let children = self.set(&field.selection_set.node, ty);
+        // The lists of this field's object that its `first` sizes.
+        let inner = match list_size(meta).1.is_empty() {
+            true => None,
+            false => Some((meta, self.size(field, meta))),
+        };
+        let children = self.set(&field.selection_set.node, ty, inner);
         if lists_items(in_connection, meta) {
             let node = if meta.name == "nodes" {
                 type_weight(ty)
@@ -336,8 +423,8 @@ impl<'a> Pricer<'a> {
         }
         if is_list(meta) {
             let element = type_weight(ty).saturating_add(children.total());
-            let items = self.size(field, meta).saturating_mul(element);
-            return Cost::once(field_weight(meta, ty).saturating_add(items));
+            let items = self.length(field, meta, sizing).saturating_mul(element);
+            return Cost::once(weight.saturating_add(items));
         }
         Cost::once(weight.saturating_add(children.total()))
     }
@@ -455,7 +542,7 @@ impl<'a> Counter<'_, 'a> {
             "__typename" => return Returned::default(),
             "__schema" | "__type" => {
                 return Returned {
-                    cost: Cost::once(self.pricer.introspection(&field.selection_set.node)),
+                    cost: Cost::once(1 + self.pricer.introspection(&field.selection_set.node)),
                     items: None,
                 };
             }
@@ -607,6 +694,10 @@ struct CostOfRequest {
 struct State {
     doc: Option<Arc<ExecutableDocument>>,
     variables: Variables,
+    /// The operation the request names, if it names one.
+    operation: Option<String>,
+    /// The requested cost, once the document validated.
+    requested: Option<u64>,
     /// Whose bucket pays: `user:<id>` or `addr:<ip>`.
     caller: Option<String>,
     /// What `execute` found, for `extensions.cost`.
@@ -667,10 +758,17 @@ impl Extension for CostOfRequest {
         let (report, caller) = {
             let state = self.state();
             let report = state.report.unwrap_or_else(|| {
-                // Refused before execution (syntax, validation): priced
-                // when it parsed, charged nothing.
-                let requested = state.doc.as_deref().and_then(|doc| {
-                    requested(&ctx.schema_env.registry, doc, None, &state.variables)
+                // Refused before execution (syntax, validation, the cost
+                // limit): priced if it parsed, charged nothing.
+                let requested = state.requested.or_else(|| {
+                    state.doc.as_deref().and_then(|doc| {
+                        requested(
+                            &ctx.schema_env.registry,
+                            doc,
+                            state.operation.as_deref(),
+                            &state.variables,
+                        )
+                    })
                 });
                 Report {
                     requested: requested.unwrap_or(0),
@@ -688,6 +786,53 @@ impl Extension for CostOfRequest {
         }
         response.extensions.insert("cost".into(), report.to_value());
         response
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        self.state().operation = request.operation_name.clone();
+        next.run(ctx, request).await
+    }
+
+    /// Refuses a valid document that costs more than the limit, whatever
+    /// its operation (subscriptions included), before it runs.
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        let requested = {
+            let mut state = self.state();
+            let requested = state.doc.as_deref().and_then(|doc| {
+                requested(
+                    &ctx.schema_env.registry,
+                    doc,
+                    state.operation.as_deref(),
+                    &state.variables,
+                )
+            });
+            state.requested = requested;
+            requested.unwrap_or(0)
+        };
+        if requested > self.limit {
+            if let Some(services) = ctx.data_opt::<Services>() {
+                services.metrics.cost_refused("cost_limit");
+            }
+            return Err(vec![refusal(
+                Code::BadUserInput,
+                format!(
+                    "the query costs {requested} points; at most {} are allowed (see extensions.cost)",
+                    self.limit
+                ),
+                None,
+            )]);
+        }
+        Ok(result)
     }
 
     async fn parse_query(
@@ -730,7 +875,11 @@ impl Extension for CostOfRequest {
         let Some(doc) = doc else {
             return next.run(ctx, operation_name).await;
         };
-        let requested = requested(registry, &doc, operation_name, &variables).unwrap_or(0);
+        let requested = self
+            .state()
+            .requested
+            .or_else(|| requested(registry, &doc, operation_name, &variables))
+            .unwrap_or(0);
         let services = ctx.data_opt::<Services>();
         let metrics = services.map(|s| &s.metrics);
         let mut report = Report {
@@ -738,20 +887,6 @@ impl Extension for CostOfRequest {
             actual: 0,
             throttle: None,
         };
-        if requested > self.limit {
-            if let Some(m) = metrics {
-                m.cost_refused("cost_limit");
-            }
-            self.state().report = Some(report);
-            return Response::from_errors(vec![refusal(
-                Code::BadUserInput,
-                format!(
-                    "the query costs {requested} points; at most {} are allowed (see extensions.cost)",
-                    self.limit
-                ),
-                None,
-            )]);
-        }
         let throttle = services.zip(caller);
         if let Some((services, caller)) = &throttle {
             match services.throttle.reserve(caller, requested).await {
@@ -782,15 +917,15 @@ impl Extension for CostOfRequest {
         }
         let response = next.run(ctx, operation_name).await;
         report.actual = actual(registry, &doc, operation_name, &variables, &response.data);
-        if let Some((services, caller)) = &throttle {
-            if report.actual != requested {
-                report.throttle = Some(
-                    services
-                        .throttle
-                        .settle(caller, requested, report.actual)
-                        .await,
-                );
-            }
+        if let Some((services, caller)) = &throttle
+            && report.actual != requested
+        {
+            report.throttle = Some(
+                services
+                    .throttle
+                    .settle(caller, requested, report.actual)
+                    .await,
+            );
         }
         if let Some(m) = metrics {
             m.query_cost(operation_name.unwrap_or_default(), report.actual);
@@ -802,7 +937,8 @@ impl Extension for CostOfRequest {
 
 #[cfg(test)]
 mod tests {
-    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema, SimpleObject};
+    use async_graphql::{EmptyMutation, Object, Schema, SimpleObject, Subscription};
+    use futures::{Stream, StreamExt};
     use serde_json::json;
 
     use super::*;
@@ -834,6 +970,12 @@ mod tests {
         nodes: Vec<Item>,
         total_count: i32,
         info: Item,
+    }
+
+    #[derive(SimpleObject)]
+    struct Board {
+        entries: Vec<Item>,
+        total: i32,
     }
 
     struct Query;
@@ -875,6 +1017,31 @@ mod tests {
         async fn nothing(&self) -> Option<Item> {
             None
         }
+        #[graphql(directive = directive::list_size::apply(None, Some(vec!["entries".to_string()])))]
+        async fn board(&self, #[graphql(default = 10)] first: Option<i32>) -> Board {
+            let _ = first;
+            Board {
+                entries: (0..3).map(item).collect(),
+                total: 3,
+            }
+        }
+        #[graphql(directive = directive::list_size::apply(Some(367), None))]
+        async fn series(&self) -> Vec<Item> {
+            (0..3).map(item).collect()
+        }
+    }
+
+    struct Subscription;
+
+    #[Subscription]
+    impl Subscription {
+        async fn items(
+            &self,
+            #[graphql(default = 20)] first: Option<i32>,
+        ) -> impl Stream<Item = Vec<Item>> {
+            let _ = first;
+            futures::stream::iter([(0..3).map(item).collect()])
+        }
     }
 
     /// Runs `query` under `limit`; returns `extensions.cost` and the
@@ -884,7 +1051,7 @@ mod tests {
         variables: serde_json::Value,
         limit: u64,
     ) -> (serde_json::Value, Vec<ServerError>) {
-        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
+        let schema = Schema::build(Query, EmptyMutation, Subscription)
             .extension(QueryCost { limit })
             .finish();
         let request = async_graphql::Request::new(query).variables(Variables::from_json(variables));
@@ -997,5 +1164,101 @@ mod tests {
     async fn introspection_costs_one_per_field() {
         let query = "{ __schema { types { name fields { name type { ...T } } } } } fragment T on __Type { name ofType { name ofType { name } } }";
         assert_eq!(price(query, json!({})).await, 1 + 1 + 1 + 1 + 1 + 1 + 5);
+    }
+
+    #[tokio::test]
+    async fn declared_list_sizes_price_lists_without_a_first() {
+        assert_eq!(price("{ series { id } }", json!({})).await, 1 + 367);
+        assert_eq!(
+            price("{ board { total entries { id } } }", json!({})).await,
+            1 + 1 + 10
+        );
+        assert_eq!(
+            price(
+                "{ board(first: 3) { entries { id child { id } } } }",
+                json!({})
+            )
+            .await,
+            1 + 1 + 3 * 2
+        );
+        assert_eq!(
+            price(
+                "{ a: board(first: 2) { ...B } b: board(first: 5) { ...B } } fragment B on Board { entries { id } }",
+                json!({})
+            )
+            .await,
+            (1 + 1 + 2) + (1 + 1 + 5)
+        );
+        let (cost, _) = run(
+            "{ series { id } board(first: 50) { entries { id } } }",
+            json!({}),
+            1_000,
+        )
+        .await;
+        assert_eq!(
+            cost["actualQueryCost"],
+            (1 + 3) + (1 + 1 + 3),
+            "the items returned"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_limit_applies_to_subscriptions_too() {
+        let schema = Schema::build(Query, EmptyMutation, Subscription)
+            .extension(QueryCost { limit: 100 })
+            .finish();
+
+        let refused: Vec<_> = schema
+            .execute_stream("subscription { items(first: 100) { child { id } } }")
+            .collect()
+            .await;
+        let accepted: Vec<_> = schema
+            .execute_stream("subscription { items(first: 10) { child { id } } }")
+            .collect()
+            .await;
+
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].errors[0]
+                .message
+                .contains("costs 201 points; at most 100"),
+            "{:?}",
+            refused[0].errors
+        );
+        assert_eq!(accepted.len(), 1);
+        assert!(accepted[0].errors.is_empty(), "{:?}", accepted[0].errors);
+    }
+
+    /// What each operation of the web app costs with its largest pages.
+    #[tokio::test]
+    async fn every_operation_of_the_web_app_fits_the_default_limit() {
+        let manifest: serde_json::Value = serde_json::from_str(include_str!(
+            "../../assets/webapp/persisted-query-manifest.json"
+        ))
+        .unwrap();
+        // Limit 0: every operation is refused with its cost before any
+        // resolver (which would need the services) runs.
+        let schema = Schema::build(
+            crate::schema::Query::default(),
+            crate::schema::Mutation::default(),
+            crate::schema::Subscription::default(),
+        )
+        .extension(QueryCost { limit: 0 })
+        .finish();
+        let limit = crate::config::Settings::from_source(&[("_", "")])
+            .unwrap()
+            .limits
+            .query_complexity as u64;
+
+        let operations = manifest["operations"].as_array().unwrap();
+        assert!(operations.len() > 20);
+        for op in operations {
+            let request = async_graphql::Request::new(op["body"].as_str().unwrap())
+                .variables(Variables::from_json(json!({ "first": 100 })));
+            let response = schema.execute(request).await;
+            let cost = serde_json::to_value(&response.extensions["cost"]).unwrap();
+            let requested = cost["requestedQueryCost"].as_u64().unwrap();
+            assert!(requested <= limit, "{}: {requested}", op["name"]);
+        }
     }
 }

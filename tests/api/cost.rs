@@ -222,7 +222,7 @@ async fn extensions_cost_is_exact_for_known_queries() {
         assert_eq!(throttle["maximumAvailable"], 2000, "{body:#}");
         assert_eq!(throttle["restoreRate"], 100, "{body:#}");
         let left = throttle["currentlyAvailable"].as_u64().unwrap();
-        assert!(left <= 2000 && left >= 2000 - 300, "{body:#}");
+        assert!((2000 - 300..=2000).contains(&left), "{body:#}");
     }
 }
 
