@@ -20,7 +20,8 @@ pub struct LimitSettings {
     pub query_complexity: usize,
     /// `QUERY_ALIAS_LIMIT`, default 100: most aliases one document may use.
     /// Scalars cost nothing, so a flood of aliased scalars (or `__typename`)
-    /// is stopped by this cap rather than by the cost.
+    /// is stopped by this cap rather than by the cost. Fields repeated
+    /// under the same key in one selection are capped by it too.
     pub query_aliases: usize,
     /// `RATE_LIMIT_COST_BUCKET`, default 2000 (must be positive): points a
     /// caller (the user, or the client address when anonymous) may spend at

@@ -8,7 +8,10 @@
 //! that name more than the complexity budget: no sensible query does.
 //! Aliases are capped apart (`QUERY_ALIAS_LIMIT`): scalars cost nothing in
 //! the cost model (`graphql::cost`), and a hundred aliases of one field are
-//! already more than any screen needs.
+//! already more than any screen needs. Fields repeated in one selection
+//! under the same key (graphql-cop's "field duplication", 500
+//! `__typename`) are merged and answered once, but validation compares
+//! them pairwise: they are capped by the same number.
 //!
 //! Depth is measured here too rather than by async-graphql's
 //! `limit_depth`, which counts introspection: the query every developer
@@ -26,7 +29,8 @@ use async_graphql::{
 };
 
 /// Refuses documents that name more than `max_fields` fields (aliases
-/// included), use more than `max_aliases` aliases or nest fields deeper
+/// included), use more than `max_aliases` aliases (or repeat as many
+/// fields in the same selection) or nest fields deeper
 /// than `max_depth` (introspection left out; see the module documentation).
 /// One extension for the three checks: every extension also wraps each
 /// field's resolution.
@@ -68,6 +72,16 @@ impl Extension for DocumentLimits {
             return Err(ServerError::new(
                 format!(
                     "the query uses {aliases} aliases; at most {} are allowed",
+                    self.max_aliases
+                ),
+                None,
+            ));
+        }
+        let repeated = count_repeated(&doc);
+        if repeated > self.max_aliases {
+            return Err(ServerError::new(
+                format!(
+                    "the query repeats {repeated} fields in the same selection; at most {} are allowed",
                     self.max_aliases
                 ),
                 None,
@@ -138,6 +152,38 @@ pub fn count_aliases(doc: &ExecutableDocument) -> usize {
     count_in_document(doc, |f| usize::from(f.alias.is_some()))
 }
 
+/// Fields written again in the same selection under a response key it
+/// already has (`{ __typename __typename }` repeats one): they are merged,
+/// so they only make validation work (pairwise) and no sensible query has
+/// them. Each selection of the operations and fragments of `doc` once.
+pub fn count_repeated(doc: &ExecutableDocument) -> usize {
+    fn in_set(set: &SelectionSet) -> usize {
+        let mut keys = HashSet::new();
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => {
+                    let again = !keys.insert(f.node.response_key().node.as_str());
+                    usize::from(again) + in_set(&f.node.selection_set.node)
+                }
+                Selection::FragmentSpread(_) => 0,
+                Selection::InlineFragment(f) => in_set(&f.node.selection_set.node),
+            })
+            .sum()
+    }
+    let operations: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| in_set(&op.node.selection_set.node))
+        .sum();
+    let fragments: usize = doc
+        .fragments
+        .values()
+        .map(|f| in_set(&f.node.selection_set.node))
+        .sum();
+    operations + fragments
+}
+
 /// The sum of `weigh` over the fields written in `doc` (fragments counted
 /// where they are defined, not where they are spread).
 fn count_in_document(doc: &ExecutableDocument, weigh: impl Fn(&Field) -> usize + Copy) -> usize {
@@ -176,6 +222,15 @@ mod tests {
         .unwrap();
         assert_eq!(count_fields(&doc), 6);
         assert_eq!(count_aliases(&doc), 2);
+    }
+
+    #[test]
+    fn repeated_fields_are_counted_per_selection() {
+        let doc = async_graphql::parser::parse_query(
+            "{ __typename __typename a: __typename me { id id } ...F } fragment F on Query { me { id } me { id } }",
+        )
+        .unwrap();
+        assert_eq!(count_repeated(&doc), 3);
     }
 
     fn depth_of(query: &str) -> usize {

@@ -12,6 +12,12 @@ use crate::{
     helpers::{TestApp, code, module, spawn_app, spawn_app_with},
 };
 
+/// A production instance, as graphql-cop is pointed at.
+const PROD: [(&str, &str); 2] = [
+    ("APP_ENV", "production"),
+    ("JWT_SECRET", "0123456789abcdef0123456789abcdef-prod"),
+];
+
 impl TestApp {
     /// POSTs a query; returns the status, the headers and the JSON body.
     async fn query(
@@ -46,6 +52,9 @@ const NOTIFICATION: &str = "id message read createdAt";
 const USER: &str = "id email username displayName role createdAt";
 const JOB: &str = "id state moduleId message total notified attempts lastError createdAt updatedAt startedAt finishedAt";
 const PAGE_INFO: &str = "pageInfo { hasNextPage endCursor }";
+const DAY: &str = "date timeSpentSeconds events completions";
+const ENTRY: &str = "rank name modulesCompleted timeSpentSeconds isViewer";
+const PERIOD: &str = "from to timeSpentSeconds modulesCompleted activeDays averageScore";
 
 /// A full page of `list` as a list screen asks for it: the page info, the
 /// edges with their cursors and every scalar of the node, and the nodes
@@ -104,6 +113,29 @@ async fn a_full_page_of_every_list_with_every_scalar_field_passes() {
             full_page("notificationJobs", JOB, false, false, ""),
             Some(&admin),
             102,
+        ),
+        // Declared @cost(weight: 10); the longest series is 367 dates, a
+        // leaderboard holds `first` entries.
+        (
+            format!(
+                "{{ activitySeries(from: \"2025-01-01T00:00:00Z\", to: \"2026-01-02T00:00:00Z\") {{ {DAY} }} }}"
+            ),
+            Some(&learner),
+            10 + 367,
+        ),
+        (
+            format!(
+                "{{ leaderboard(first: 100) {{ period category viewerRank participants entries {{ {ENTRY} }} }} }}"
+            ),
+            Some(&learner),
+            10 + 1 + 100,
+        ),
+        (
+            format!(
+                "{{ periodStats(from: \"2025-01-01T00:00:00Z\", to: \"2026-01-01T00:00:00Z\") {{ current {{ {PERIOD} }} previous {{ {PERIOD} }} }} }}"
+            ),
+            Some(&learner),
+            10 + 2,
         ),
     ];
 
@@ -208,6 +240,20 @@ async fn extensions_cost_is_exact_for_known_queries() {
             Some(learner.as_str()),
             10 + 1 + 20,
             10 + 1 + 1,
+        ),
+        // Priced at the longest series, charged the 7 days returned.
+        (
+            "{ activitySeries(from: \"2026-01-01T00:00:00Z\", to: \"2026-01-08T00:00:00Z\") { date events } }",
+            Some(learner.as_str()),
+            10 + 367,
+            10 + 7,
+        ),
+        // Nobody opted in: no entry comes back of the 5 asked for.
+        (
+            "{ leaderboard(first: 5) { participants entries { rank name } } }",
+            Some(learner.as_str()),
+            10 + 1 + 5,
+            10 + 1,
         ),
     ];
 
@@ -348,6 +394,106 @@ async fn without_redis_each_instance_keeps_its_own_buckets() {
         .as_u64()
         .unwrap();
     assert!(left >= 199, "b has a bucket of its own: {left}");
+}
+
+#[tokio::test]
+async fn when_redis_dies_each_instance_falls_back_to_its_own_bucket() {
+    let mut redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let mut settings = redis_settings(&url, &prefix);
+    settings.extend(SMALL_BUCKET);
+    let app = spawn_app_with(&settings).await;
+    let admin = app.admin_token().await;
+    wait_backend(&app, &admin, "redis").await;
+    let (dave, _) = app.register("dave").await;
+    let spent_in_redis = app.query(HUNDRED_ONE, json!({}), Some(&dave)).await;
+
+    redis.stop();
+    let during = [
+        app.query(HUNDRED_ONE, json!({}), Some(&dave)).await,
+        app.query(HUNDRED_ONE, json!({}), Some(&dave)).await,
+    ];
+    let (status, headers, refused) = app.query(HUNDRED_ONE, json!({}), Some(&dave)).await;
+
+    let left = cost(&spent_in_redis.2)["throttleStatus"]["currentlyAvailable"]
+        .as_u64()
+        .unwrap();
+    assert!((199..=200).contains(&left), "{:#}", spent_in_redis.2);
+    for (status, _, body) in &during {
+        assert_eq!(
+            *status,
+            StatusCode::OK,
+            "served while Redis is down: {body:#}"
+        );
+        assert!(body.get("errors").is_none(), "{body:#}");
+    }
+    // This instance's own bucket started full: two requests, then 429.
+    let left = cost(&during[1].2)["throttleStatus"]["currentlyAvailable"]
+        .as_u64()
+        .unwrap();
+    assert!((98..=100).contains(&left), "{:#}", during[1].2);
+    assert_throttled(status, &headers, &refused);
+}
+
+#[tokio::test]
+async fn graphql_cop_denial_of_service_checks_all_pass_in_production() {
+    let app = spawn_app_with(&PROD).await;
+    let aliases = |n: usize| -> String {
+        let fields: String = (0..n).map(|i| format!("alias{i}:__typename \n")).collect();
+        format!("query cop {{ {fields} }}")
+    };
+    let duplicated = format!("query cop {{ {} }}", "__typename \n".repeat(500));
+    let directives = "query cop { __typename @aa@aa@aa@aa@aa@aa@aa@aa@aa@aa }";
+    let circular = "query cop { __schema { types { fields { type { fields { type { fields { type { name } } } } } } } } }";
+    let batch: Vec<Value> = (0..10)
+        .map(|_| json!({ "query": "query cop { __typename }" }))
+        .collect();
+
+    let (_, _, hundred) = app.query(&aliases(100), json!({}), None).await;
+    let (_, _, alias_overloading) = app.query(&aliases(101), json!({}), None).await;
+    let (_, _, field_duplication) = app.query(&duplicated, json!({}), None).await;
+    let (_, _, directive_overloading) = app.query(directives, json!({}), None).await;
+    let (_, _, circular_introspection) = app.query(circular, json!({}), None).await;
+    let batch_response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    let batch_status = batch_response.status();
+    let batch_body: Value = batch_response.json().await.unwrap();
+
+    assert_eq!(hundred["data"]["alias99"], "Query", "{hundred:#}");
+    // What graphql-cop looks at for each check, then why it was refused.
+    assert!(alias_overloading["data"]["alias100"].is_null());
+    assert!(
+        alias_overloading["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("101 aliases; at most 100"),
+        "{alias_overloading:#}"
+    );
+    assert!(field_duplication["data"]["__typename"].is_null());
+    assert!(
+        field_duplication["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("repeats 499 fields"),
+        "{field_duplication:#}"
+    );
+    let errors = directive_overloading["errors"].as_array().unwrap();
+    assert!(errors.len() < 10, "{directive_overloading:#}");
+    assert!(circular_introspection["data"]["__schema"].is_null());
+    assert!(!batch_body.is_array(), "{batch_body:#}");
+    assert_eq!(batch_status, StatusCode::BAD_REQUEST);
+    for body in [
+        &alias_overloading,
+        &field_duplication,
+        &directive_overloading,
+    ] {
+        assert_eq!(code(body), "BAD_USER_INPUT", "{body:#}");
+    }
 }
 
 #[tokio::test]
