@@ -129,10 +129,12 @@ impl RedisBackend {
     }
 
     /// Deletes the value keys starting with `prefix` (never generation
-    /// keys); returns how many.
+    /// keys nor cost buckets); returns how many.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, ()> {
         let pattern = format!("{}{}*", glob_escape(&self.prefix), glob_escape(prefix));
         let gen_prefix = self.key("gen:");
+        // The callers' cost buckets (`http::throttle`) are no cache values.
+        let bucket_prefix = self.key("{bucket:");
         let mut keys = self.pool.next().scan_buffered(pattern, Some(500), None);
         let mut batch: Vec<Key> = Vec::new();
         let mut deleted = 0u64;
@@ -141,7 +143,10 @@ impl RedisBackend {
         let limit = tokio::time::Instant::now() + Duration::from_secs(10);
         while let Ok(Some(next)) = tokio::time::timeout_at(limit, keys.next()).await {
             let Ok(key) = next else { return Err(()) };
-            if key.as_str().is_some_and(|k| k.starts_with(&gen_prefix)) {
+            if key
+                .as_str()
+                .is_some_and(|k| k.starts_with(&gen_prefix) || k.starts_with(&bucket_prefix))
+            {
                 continue;
             }
             batch.push(key);

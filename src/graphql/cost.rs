@@ -46,8 +46,8 @@ use async_graphql::{
     },
     indexmap::IndexMap,
     parser::types::{
-        Directive, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
-        SelectionSet,
+        BaseType, Directive, ExecutableDocument, Field, OperationDefinition, OperationType,
+        Selection, SelectionSet, Type,
     },
     registry::{MetaField, MetaType, MetaTypeName, Registry},
 };
@@ -619,6 +619,62 @@ impl<'a> Counter<'_, 'a> {
     }
 }
 
+/// Coerces the variables of the operation `name` of `doc` before it runs
+/// (the GraphQL specification's CoerceVariableValues): a required variable
+/// missing, or a scalar or enum value of the wrong kind, is a request error
+/// rather than a field error halfway through execution. Input objects are
+/// left to their resolvers.
+pub fn coerce_variables(
+    registry: &Registry,
+    doc: &ExecutableDocument,
+    name: Option<&str>,
+    variables: &Variables,
+) -> Result<(), String> {
+    fn check(registry: &Registry, ty: &Type, value: &Value) -> bool {
+        match (value, &ty.base) {
+            (Value::Null, _) => ty.nullable,
+            (Value::List(items), BaseType::List(inner)) => {
+                items.iter().all(|item| check(registry, inner, item))
+            }
+            (_, BaseType::List(inner)) => check(registry, inner, value),
+            (_, BaseType::Named(name)) => match registry.types.get(name.as_str()) {
+                Some(MetaType::Scalar {
+                    is_valid: Some(valid),
+                    ..
+                }) => valid(value),
+                Some(MetaType::Enum { enum_values, .. }) => match value {
+                    Value::Enum(v) => enum_values.contains_key(v.as_str()),
+                    Value::String(v) => enum_values.contains_key(v.as_str()),
+                    _ => false,
+                },
+                _ => true,
+            },
+        }
+    }
+    let Some(op) = operation(doc, name) else {
+        return Ok(());
+    };
+    for definition in &op.variable_definitions {
+        let definition = &definition.node;
+        let var = &definition.name.node;
+        let ty = &definition.var_type.node;
+        match variables.get(var) {
+            None if !ty.nullable && definition.default_value.is_none() => {
+                return Err(format!(
+                    "Variable \"${var}\" of required type \"{ty}\" was not provided."
+                ));
+            }
+            Some(value) if !check(registry, ty, value) => {
+                return Err(format!(
+                    "Variable \"${var}\" got an invalid value for type \"{ty}\"."
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The operation of `doc` that runs under `name`.
 fn operation<'d>(
     doc: &'d ExecutableDocument,
@@ -808,6 +864,16 @@ impl Extension for CostOfRequest {
         let result = next.run(ctx).await?;
         let requested = {
             let mut state = self.state();
+            if let Some(doc) = state.doc.as_deref()
+                && let Err(message) = coerce_variables(
+                    &ctx.schema_env.registry,
+                    doc,
+                    state.operation.as_deref(),
+                    &state.variables,
+                )
+            {
+                return Err(vec![refusal(Code::BadUserInput, message, None)]);
+            }
             let requested = state.doc.as_deref().and_then(|doc| {
                 requested(
                     &ctx.schema_env.registry,
