@@ -39,6 +39,7 @@ use crate::{
     http::{
         metrics::{self, Metrics},
         ratelimit::AuthLimiter,
+        throttle::CostThrottle,
     },
     live::Live,
     notifications::jobs::{self, FanOut, JobSignal, WorkerDeps},
@@ -108,6 +109,7 @@ impl Application {
             cursors: CursorCodec::new(settings.auth.jwt_secret.expose_secret()),
             tokens: TokenService::new(&settings.auth),
             auth_limiter: Arc::new(AuthLimiter::new(settings.limits.auth_rate_limit_per_minute)),
+            throttle: Arc::new(CostThrottle::new(&settings.limits, cache.clone())),
             events: Events::new(vec![Arc::new(fan_out), Arc::new(live.clone())]),
             metrics: metrics.clone(),
             live,

@@ -9,7 +9,7 @@ use crate::{
     admin::{AdminMutation, AdminQuery},
     catalogue::{CatalogueMutation, CatalogueQuery},
     config::Settings,
-    graphql::{Services, limits::DocumentLimits},
+    graphql::{Services, cost::QueryCost, limits::DocumentLimits},
     learners::{
         AccountMutation, AnalyticsQuery, AuthMutation, Leaderboards, LearnerQuery,
         ProgressMutation, ProgressSubscription,
@@ -59,9 +59,15 @@ pub fn build(services: Services, settings: &Settings) -> KairosSchema {
     )
     .extension(DocumentLimits {
         max_fields: limits.query_complexity,
+        max_aliases: limits.query_aliases,
         max_depth: limits.query_depth,
     })
-    .limit_complexity(limits.query_complexity)
+    // Prices every request (subscription documents included), refuses what
+    // costs more than the limit or than the caller has left, and reports
+    // `extensions.cost`.
+    .extension(QueryCost {
+        limit: limits.query_complexity as u64,
+    })
     // The contract's directives (`@skip`, `@include`) make sense once
     // per field; thousands on one field are only work for the server.
     .limit_directives(MAX_DIRECTIVES_PER_FIELD)

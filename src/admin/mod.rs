@@ -17,6 +17,7 @@ use crate::{
     error::{ApiError, GqlResult},
     graphql::{
         ContextExt,
+        cost::directive::cost,
         guards::AdminOnly,
         pagination::{Connection, PageInfo, TotalCount, page, page_size},
         scalars::DateTime,
@@ -24,6 +25,10 @@ use crate::{
     learners::User,
     notifications::jobs::{self, JobDoc, JobState},
 };
+
+/// The declared cost of `adminDashboard`: on a miss it aggregates every
+/// collection, which costs the server about what a page of 50 objects does.
+const DASHBOARD_COST: u32 = 50;
 
 /// One published module's figures on the dashboard.
 pub struct ModuleStats(dashboard::ModuleFigures);
@@ -81,7 +86,6 @@ impl AdminDashboard {
     }
     /// Published modules with the most learners started, best first
     /// (`limit` 1–50).
-    #[graphql(complexity = "crate::graphql::page_cost(limit, child_complexity)")]
     async fn top_modules(
         &self,
         #[graphql(default = 5)] limit: Option<i32>,
@@ -191,7 +195,12 @@ pub struct AdminQuery;
 #[Object]
 impl AdminQuery {
     /// Admin only.
-    #[graphql(guard = "AdminOnly", cache_control(no_cache))]
+    #[graphql(
+        guard = "AdminOnly",
+        cache_control(no_cache),
+        // Aggregations over every collection on a miss: priced as a page.
+        directive = cost::apply(DASHBOARD_COST)
+    )]
     async fn admin_dashboard(&self, ctx: &Context<'_>) -> GqlResult<AdminDashboard> {
         let figures = dashboard::cached(ctx.db(), ctx.cache()).await?;
         Ok(AdminDashboard(Arc::new(figures)))
@@ -199,11 +208,7 @@ impl AdminQuery {
 
     /// Admin only. `search` matches email or username prefix,
     /// case-insensitively.
-    #[graphql(
-        guard = "AdminOnly",
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
-        cache_control(no_cache)
-    )]
+    #[graphql(guard = "AdminOnly", cache_control(no_cache))]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -232,10 +237,7 @@ impl AdminQuery {
 
     /// Admin only. The notification fan-out jobs, newest first: state,
     /// counts and attempts.
-    #[graphql(
-        guard = "AdminOnly",
-        complexity = "crate::graphql::page_cost(first, child_complexity)"
-    )]
+    #[graphql(guard = "AdminOnly")]
     async fn notification_jobs(
         &self,
         ctx: &Context<'_>,

@@ -421,6 +421,20 @@ impl Cache {
         }
     }
 
+    /// Runs the Lua script `lua` on `key` (in this deployment's namespace)
+    /// in Redis: one atomic round trip, within one hash slot. `None` while
+    /// Redis is not configured, its breaker is open or the call fails; the
+    /// caller then keeps its own per-instance state (as the cache falls
+    /// back to memory).
+    pub async fn eval<R: fred::types::FromValue>(
+        &self,
+        lua: &'static str,
+        key: &str,
+        args: Vec<String>,
+    ) -> Option<R> {
+        self.redis_usable()?.eval(lua, key, args).await.ok()
+    }
+
     fn redis_usable(&self) -> Option<&redis::RedisBackend> {
         self.redis.as_ref().filter(|r| r.breaker.allows())
     }

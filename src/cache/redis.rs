@@ -188,10 +188,12 @@ impl RedisBackend {
     }
 
     /// Deletes the value keys starting with `prefix` (never generation
-    /// keys); returns how many.
+    /// keys nor cost buckets); returns how many.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, ()> {
         let pattern = format!("{}{}*", glob_escape(&self.prefix), glob_escape(prefix));
         let gen_prefix = self.key("gen:");
+        // The callers' cost buckets (`http::throttle`) are no cache values.
+        let bucket_prefix = self.key("{bucket:");
         let client = self.pool.next();
         let mut keys: std::pin::Pin<Box<dyn futures::Stream<Item = _> + Send>> = if self.clustered {
             Box::pin(client.scan_cluster_buffered(pattern, Some(500), None))
@@ -205,7 +207,10 @@ impl RedisBackend {
         let limit = tokio::time::Instant::now() + Duration::from_secs(10);
         while let Ok(Some(next)) = tokio::time::timeout_at(limit, keys.next()).await {
             let Ok(key) = next else { return Err(()) };
-            if key.as_str().is_some_and(|k| k.starts_with(&gen_prefix)) {
+            if key
+                .as_str()
+                .is_some_and(|k| k.starts_with(&gen_prefix) || k.starts_with(&bucket_prefix))
+            {
                 continue;
             }
             batch.push(key);
@@ -257,6 +262,19 @@ impl RedisBackend {
                 }
             });
         }
+    }
+
+    /// Runs one Lua script on one key of this deployment, atomically and in
+    /// one round trip. `EVAL` rather than `EVALSHA`: Redis keeps the
+    /// compiled script by its digest, and a restarted Redis needs no reload.
+    pub async fn eval<R: FromValue>(
+        &self,
+        lua: &'static str,
+        key: &str,
+        args: Vec<String>,
+    ) -> Result<R, ()> {
+        self.call(self.pool.eval::<R, _, _, _>(lua, vec![self.key(key)], args))
+            .await
     }
 
     pub async fn ping(&self) -> bool {

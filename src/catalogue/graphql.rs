@@ -113,10 +113,7 @@ impl CatalogueQuery {
     /// (position, id). `search` matches title, summary and tags,
     /// case-insensitively.
     #[allow(clippy::too_many_arguments)]
-    #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
-        cache_control(max_age = 60)
-    )]
+    #[graphql(cache_control(max_age = 60))]
     async fn modules(
         &self,
         ctx: &Context<'_>,

@@ -13,10 +13,23 @@ pub struct LimitSettings {
     /// `QUERY_DEPTH_LIMIT`, default 12: deepest selection a query may nest,
     /// refused before anything executes.
     pub query_depth: usize,
-    /// `QUERY_COMPLEXITY_LIMIT`, default 1000: highest cost a query may have
-    /// (every field 1, list fields once per item asked for), so one request
-    /// cannot ask for unbounded work.
+    /// `QUERY_COMPLEXITY_LIMIT`, default 1000: highest cost one request may
+    /// have under the cost model of `graphql::cost` (objects 1, scalars 0, a
+    /// page `first` times one item), so one request cannot ask for unbounded
+    /// work; it is also the most fields a document may name.
     pub query_complexity: usize,
+    /// `QUERY_ALIAS_LIMIT`, default 100: most aliases one document may use.
+    /// Scalars cost nothing, so a flood of aliased scalars (or `__typename`)
+    /// is stopped by this cap rather than by the cost. Fields repeated
+    /// under the same key in one selection are capped by it too.
+    pub query_aliases: usize,
+    /// `RATE_LIMIT_COST_BUCKET`, default 2000 (must be positive): points a
+    /// caller (the user, or the client address when anonymous) may spend at
+    /// once; a request costing more than what is left is refused with 429.
+    pub cost_bucket: u32,
+    /// `RATE_LIMIT_COST_RESTORE_PER_SECOND`, default 100 (must be
+    /// positive): points given back to every caller's bucket a second.
+    pub cost_restore_per_second: u32,
     /// `BODY_LIMIT_BYTES`, default 65536 (64 KiB): larger request bodies are
     /// answered 413 before they are read into memory.
     pub body_limit_bytes: usize,
@@ -51,6 +64,9 @@ impl LimitSettings {
         let limits = LimitSettings {
             query_depth: parse_or(src, "QUERY_DEPTH_LIMIT", 12)?,
             query_complexity: parse_or(src, "QUERY_COMPLEXITY_LIMIT", 1_000)?,
+            query_aliases: parse_or(src, "QUERY_ALIAS_LIMIT", 100)?,
+            cost_bucket: parse_or(src, "RATE_LIMIT_COST_BUCKET", 2_000)?,
+            cost_restore_per_second: parse_or(src, "RATE_LIMIT_COST_RESTORE_PER_SECOND", 100)?,
             body_limit_bytes: parse_or(src, "BODY_LIMIT_BYTES", 64 * 1024)?,
             rate_limit_per_second: parse_or(src, "RATE_LIMIT_PER_SECOND", 100)?,
             rate_limit_burst: parse_or(src, "RATE_LIMIT_BURST", 200)?,
@@ -79,6 +95,11 @@ impl LimitSettings {
         }
         if limits.rate_limit_per_second == 0 || limits.rate_limit_burst == 0 {
             bail!("invalid RATE_LIMIT_PER_SECOND/RATE_LIMIT_BURST: must be positive");
+        }
+        if limits.cost_bucket == 0 || limits.cost_restore_per_second == 0 {
+            bail!(
+                "invalid RATE_LIMIT_COST_BUCKET/RATE_LIMIT_COST_RESTORE_PER_SECOND: must be positive"
+            );
         }
         Ok(limits)
     }

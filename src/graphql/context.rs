@@ -29,7 +29,7 @@ use crate::{
     error::{ApiError, ApiResult},
     events::Events,
     graphql::pagination::CursorCodec,
-    http::{metrics::Metrics, ratelimit::AuthLimiter},
+    http::{metrics::Metrics, ratelimit::AuthLimiter, throttle::CostThrottle},
     live::Live,
 };
 
@@ -45,6 +45,8 @@ pub struct Services {
     pub tokens: TokenService,
     /// The per-address limit of `login` and `register`.
     pub auth_limiter: Arc<AuthLimiter>,
+    /// The cost bucket of each caller (`graphql::cost` spends it).
+    pub throttle: Arc<CostThrottle>,
     /// This service's Prometheus recorder.
     pub metrics: Metrics,
     /// What domains tell each other after a write (a publish queues the

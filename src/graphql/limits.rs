@@ -6,6 +6,12 @@
 //! serialization work. This extension counts the fields a document names,
 //! right after parsing and before any validation, and refuses documents
 //! that name more than the complexity budget: no sensible query does.
+//! Aliases are capped apart (`QUERY_ALIAS_LIMIT`): scalars cost nothing in
+//! the cost model (`graphql::cost`), and a hundred aliases of one field are
+//! already more than any screen needs. Fields repeated in one selection
+//! under the same key (graphql-cop's "field duplication", 500
+//! `__typename`) are merged and answered once, but validation compares
+//! them pairwise: they are capped by the same number.
 //!
 //! Depth is measured here too rather than by async-graphql's
 //! `limit_depth`, which counts introspection: the query every developer
@@ -19,16 +25,19 @@ use std::{collections::HashSet, sync::Arc};
 use async_graphql::{
     ServerError, ServerResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::{ExecutableDocument, Field, Selection, SelectionSet},
 };
 
 /// Refuses documents that name more than `max_fields` fields (aliases
-/// included) or nest them deeper than `max_depth` (introspection left out;
-/// see the module documentation). One extension for both checks: every
-/// extension also wraps each field's resolution.
+/// included), use more than `max_aliases` aliases (or repeat as many
+/// fields in the same selection) or nest fields deeper
+/// than `max_depth` (introspection left out; see the module documentation).
+/// One extension for the three checks: every extension also wraps each
+/// field's resolution.
 #[derive(Clone, Copy)]
 pub struct DocumentLimits {
     pub max_fields: usize,
+    pub max_aliases: usize,
     pub max_depth: usize,
 }
 
@@ -54,6 +63,26 @@ impl Extension for DocumentLimits {
                 format!(
                     "the query names {named} fields; at most {} are allowed",
                     self.max_fields
+                ),
+                None,
+            ));
+        }
+        let aliases = count_aliases(&doc);
+        if aliases > self.max_aliases {
+            return Err(ServerError::new(
+                format!(
+                    "the query uses {aliases} aliases; at most {} are allowed",
+                    self.max_aliases
+                ),
+                None,
+            ));
+        }
+        let repeated = count_repeated(&doc);
+        if repeated > self.max_aliases {
+            return Err(ServerError::new(
+                format!(
+                    "the query repeats {repeated} fields in the same selection; at most {} are allowed",
+                    self.max_aliases
                 ),
                 None,
             ));
@@ -115,11 +144,28 @@ pub fn depth(doc: &ExecutableDocument) -> usize {
 
 /// Fields named in the operations and fragments of `doc`, each once.
 pub fn count_fields(doc: &ExecutableDocument) -> usize {
+    count_in_document(doc, |_| 1)
+}
+
+/// Aliased fields in the operations and fragments of `doc`, each once.
+pub fn count_aliases(doc: &ExecutableDocument) -> usize {
+    count_in_document(doc, |f| usize::from(f.alias.is_some()))
+}
+
+/// Fields written again in the same selection under a response key it
+/// already has (`{ __typename __typename }` repeats one): they are merged,
+/// so they only make validation work (pairwise) and no sensible query has
+/// them. Each selection of the operations and fragments of `doc` once.
+pub fn count_repeated(doc: &ExecutableDocument) -> usize {
     fn in_set(set: &SelectionSet) -> usize {
+        let mut keys = HashSet::new();
         set.items
             .iter()
             .map(|item| match &item.node {
-                Selection::Field(f) => 1 + in_set(&f.node.selection_set.node),
+                Selection::Field(f) => {
+                    let again = !keys.insert(f.node.response_key().node.as_str());
+                    usize::from(again) + in_set(&f.node.selection_set.node)
+                }
                 Selection::FragmentSpread(_) => 0,
                 Selection::InlineFragment(f) => in_set(&f.node.selection_set.node),
             })
@@ -138,6 +184,32 @@ pub fn count_fields(doc: &ExecutableDocument) -> usize {
     operations + fragments
 }
 
+/// The sum of `weigh` over the fields written in `doc` (fragments counted
+/// where they are defined, not where they are spread).
+fn count_in_document(doc: &ExecutableDocument, weigh: impl Fn(&Field) -> usize + Copy) -> usize {
+    fn in_set(set: &SelectionSet, weigh: impl Fn(&Field) -> usize + Copy) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => weigh(&f.node) + in_set(&f.node.selection_set.node, weigh),
+                Selection::FragmentSpread(_) => 0,
+                Selection::InlineFragment(f) => in_set(&f.node.selection_set.node, weigh),
+            })
+            .sum()
+    }
+    let operations: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| in_set(&op.node.selection_set.node, weigh))
+        .sum();
+    let fragments: usize = doc
+        .fragments
+        .values()
+        .map(|f| in_set(&f.node.selection_set.node, weigh))
+        .sum();
+    operations + fragments
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +221,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(count_fields(&doc), 6);
+        assert_eq!(count_aliases(&doc), 2);
+    }
+
+    #[test]
+    fn repeated_fields_are_counted_per_selection() {
+        let doc = async_graphql::parser::parse_query(
+            "{ __typename __typename a: __typename me { id id } ...F } fragment F on Query { me { id } me { id } }",
+        )
+        .unwrap();
+        assert_eq!(count_repeated(&doc), 3);
     }
 
     fn depth_of(query: &str) -> usize {

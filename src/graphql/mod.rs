@@ -1,10 +1,12 @@
 //! GraphQL plumbing that knows no domain: the context extension trait and
 //! per-request data ([`context`]), guards, the generic connection and its
-//! signed cursors ([`pagination`]), scalars, document limits, persisted
+//! signed cursors ([`pagination`]), scalars, document limits, query cost,
+//! persisted
 //! documents, the GraphQL-over-HTTP transport and GraphiQL. The domains
 //! build on it; `crate::schema` merges them.
 
 pub mod context;
+pub mod cost;
 pub mod documents;
 pub mod graphiql;
 pub mod guards;
@@ -20,21 +22,6 @@ use bson::oid::ObjectId;
 pub use context::{ContextExt, RequestLoader, Services};
 
 use crate::error::{ApiError, ApiResult};
-
-/// The complexity of a list field: its selection once per item asked for,
-/// plus one for the field. `first` is clamped to the page range (a larger
-/// value is refused by the resolver anyway), which also keeps the sum far
-/// from overflowing. Without this, `modules(first: 100)` would cost as much
-/// as `modules(first: 1)` and aliases of full pages would pass the limit.
-pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
-    let items = first
-        .unwrap_or(pagination::DEFAULT_PAGE)
-        .clamp(0, pagination::MAX_PAGE) as usize;
-    items
-        .max(1)
-        .saturating_mul(child_complexity)
-        .saturating_add(1)
-}
 
 /// Parses a public ID (24 hex characters) into an ObjectId.
 pub fn parse_id(id: &ID, what: &str) -> ApiResult<ObjectId> {

@@ -254,9 +254,11 @@ fn cache_control(
 /// Serializes a GraphQL response: every error gets a code (errors raised by
 /// parsing, validation and coercion have none and are the client's). A
 /// request that never executed has no `data` and, for clients of the
-/// GraphQL media type, a 400.
-fn shape(response: async_graphql::Response, media: Media) -> Response {
+/// GraphQL media type, a 400; one refused by the caller's cost bucket gets
+/// 429 whatever the media type, with the `Retry-After` the schema set.
+fn shape(mut response: async_graphql::Response, media: Media) -> Response {
     let content_type = HeaderValue::from_static(media.as_str());
+    let http_headers = std::mem::take(&mut response.http_headers);
     if response.errors.is_empty() {
         // The hot path: serialize once, straight to bytes.
         let bytes = serde_json::to_vec(&response).unwrap_or_default();
@@ -281,6 +283,7 @@ fn shape(response: async_graphql::Response, media: Media) -> Response {
             o.remove("data");
         }
         match media {
+            _ if codes == [Code::RateLimited.as_str()] => StatusCode::TOO_MANY_REQUESTS,
             Media::GraphqlResponse => StatusCode::BAD_REQUEST,
             Media::Json => StatusCode::OK,
         }
@@ -289,6 +292,7 @@ fn shape(response: async_graphql::Response, media: Media) -> Response {
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut resp = (status, bytes).into_response();
+    resp.headers_mut().extend(http_headers);
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
     resp.extensions_mut().insert(Outcome {

@@ -19,15 +19,29 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
-use crate::db::Db;
+use crate::{db::Db, error::Code};
 
 /// Latency buckets (seconds): a cached read is ~1 ms, a statistic on a miss
 /// tens of milliseconds, anything past a few seconds is an incident.
 const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Query cost buckets (points): a screen costs tens to hundreds, the limit
+/// is 1,000 by default.
+const COST_BUCKETS: [f64; 11] = [
+    0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+];
+
+/// Scopes of `kairos_rate_limited_total`: the per-address HTTP limit, the
+/// login/register limit and the per-caller cost bucket.
+pub const RATE_LIMIT_SCOPES: [&str; 3] = ["http", "auth", "cost"];
+
+/// Reasons of `kairos_graphql_cost_refusals_total`: over the cost limit of
+/// one request, or over what the caller's bucket had left.
+pub const COST_REFUSAL_REASONS: [&str; 2] = ["cost_limit", "throttled"];
 
 /// Distinct operation names kept as labels; later ones count as `other`.
 const MAX_OPERATION_LABELS: usize = 200;
@@ -44,6 +58,8 @@ pub mod names {
     pub const GRAPHQL_DURATION: &str = "kairos_graphql_request_duration_seconds";
     pub const GRAPHQL_ERRORS: &str = "kairos_graphql_errors_total";
     pub const RATE_LIMITED: &str = "kairos_rate_limited_total";
+    pub const QUERY_COST: &str = "kairos_graphql_query_cost";
+    pub const COST_REFUSALS: &str = "kairos_graphql_cost_refusals_total";
     pub const MONGODB_COMMANDS: &str = "kairos_mongodb_commands_total";
     pub const MONGODB_POOL_MAX: &str = "kairos_mongodb_pool_max_size";
     pub const MONGODB_POOL_MIN: &str = "kairos_mongodb_pool_min_size";
@@ -94,6 +110,8 @@ impl Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
             .expect("the latency buckets are not empty")
+            .set_buckets_for_metric(Matcher::Full(names::QUERY_COST.into()), &COST_BUCKETS)
+            .expect("the cost buckets are not empty")
             .build_recorder();
         let describe = |name: &'static str, unit: Option<Unit>, help: &'static str| {
             recorder.describe_counter(name.into(), unit, help.into());
@@ -116,7 +134,12 @@ impl Metrics {
         describe(
             names::RATE_LIMITED,
             None,
-            "requests refused by a rate limit, by scope (http, auth)",
+            "requests refused by a rate limit, by scope (http, auth, cost)",
+        );
+        describe(
+            names::COST_REFUSALS,
+            None,
+            "GraphQL requests refused for their cost, by reason (cost_limit, throttled)",
         );
         describe(
             names::MONGODB_COMMANDS,
@@ -163,10 +186,37 @@ impl Metrics {
             Some(Unit::Seconds),
             "GraphQL request latency by operation name".into(),
         );
-        Metrics(Arc::new(Inner {
+        recorder.describe_histogram(
+            names::QUERY_COST.into(),
+            None,
+            "actual cost of GraphQL requests (points) by operation name".into(),
+        );
+        let metrics = Metrics(Arc::new(Inner {
             recorder,
             operations: Mutex::new(HashSet::new()),
-        }))
+        }));
+        metrics.register_known_series();
+        metrics
+    }
+
+    /// Registers the series whose labels are known in advance at zero, so
+    /// that dashboards and alerts see them before the first event.
+    fn register_known_series(&self) {
+        for scope in RATE_LIMIT_SCOPES {
+            self.counter(names::RATE_LIMITED, vec![Label::new("scope", scope)])
+                .increment(0);
+        }
+        for reason in COST_REFUSAL_REASONS {
+            self.counter(names::COST_REFUSALS, vec![Label::new("reason", reason)])
+                .increment(0);
+        }
+        for code in Code::ALL {
+            self.counter(
+                names::GRAPHQL_ERRORS,
+                vec![Label::new("code", code.as_str())],
+            )
+            .increment(0);
+        }
     }
 
     /// A counter of this service's recorder (for other modules' metrics,
@@ -222,7 +272,20 @@ impl Metrics {
         .increment(1);
     }
 
-    /// One request refused by a rate limit (`http` or `auth`).
+    /// One request refused for its cost (one of [`COST_REFUSAL_REASONS`]).
+    pub fn cost_refused(&self, reason: &'static str) {
+        self.counter(names::COST_REFUSALS, vec![Label::new("reason", reason)])
+            .increment(1);
+    }
+
+    /// The actual cost of one executed request.
+    pub fn query_cost(&self, operation: &str, cost: u64) {
+        let operation = self.operation_label(operation);
+        self.histogram(names::QUERY_COST, vec![Label::new("operation", operation)])
+            .record(cost as f64);
+    }
+
+    /// One request refused by a rate limit (one of [`RATE_LIMIT_SCOPES`]).
     pub fn rate_limited(&self, scope: &'static str) {
         self.counter(names::RATE_LIMITED, vec![Label::new("scope", scope)])
             .increment(1);
@@ -333,6 +396,6 @@ mod tests {
         let text_a = a.0.recorder.handle().render();
         let text_b = b.0.recorder.handle().render();
         assert!(text_a.contains("kairos_rate_limited_total{scope=\"http\"} 1"));
-        assert!(!text_b.contains("kairos_rate_limited_total"));
+        assert!(text_b.contains("kairos_rate_limited_total{scope=\"http\"} 0"));
     }
 }

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod metrics;
 pub mod ratelimit;
+pub mod throttle;
 
 use std::{any::Any, time::Instant};
 

@@ -5,15 +5,28 @@
 use async_graphql::{Context, ID, Object, SimpleObject};
 
 use super::{
-    analytics::{Day, Period},
+    analytics::{self, Day, Period},
     graphql::subject,
     leaderboard::{self, LeaderboardPeriod, Leaderboards},
     service,
 };
 use crate::{
     error::{ApiError, GqlResult},
-    graphql::{ContextExt, scalars::DateTime},
+    graphql::{
+        ContextExt,
+        cost::directive::{cost, list_size},
+        scalars::DateTime,
+    },
 };
+
+/// The declared cost of the analytics reads: each is one aggregation over
+/// the learner's activity (the leaderboard's, over every opted-in
+/// learner's, on a miss), priced as `progressStats` is.
+const AGGREGATION_COST: u32 = 10;
+
+/// The most days `activitySeries` returns: a range of 366 days that does
+/// not start at the learner's midnight touches 367 dates.
+const MAX_SERIES_DAYS: u32 = analytics::MAX_RANGE_DAYS as u32 + 1;
 
 /// One calendar day of a learner's activity, in the learner's time zone.
 pub struct ActivityDay(Day);
@@ -108,7 +121,13 @@ pub struct AnalyticsQuery;
 impl AnalyticsQuery {
     /// One entry per day in [from, to) (at most 366 days), days without
     /// activity included; an admin may pass another userId.
-    #[graphql(cache_control(no_cache))]
+    #[graphql(
+        cache_control(no_cache),
+        directive = cost::apply(AGGREGATION_COST),
+        // Its length is set by `from` and `to`: priced at the most days,
+        // charged the days returned.
+        directive = list_size::apply(Some(MAX_SERIES_DAYS), None)
+    )]
     async fn activity_series(
         &self,
         ctx: &Context<'_>,
@@ -123,7 +142,7 @@ impl AnalyticsQuery {
 
     /// Figures over [from, to) and over the range of the same length
     /// before it; an admin may pass another userId.
-    #[graphql(cache_control(no_cache))]
+    #[graphql(cache_control(no_cache), directive = cost::apply(AGGREGATION_COST))]
     async fn period_stats(
         &self,
         ctx: &Context<'_>,
@@ -142,8 +161,10 @@ impl AnalyticsQuery {
 
     /// Signed-in callers only. `first` is 1–100.
     #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
-        cache_control(no_cache)
+        cache_control(no_cache),
+        directive = cost::apply(AGGREGATION_COST),
+        // `entries` holds at most `first` learners.
+        directive = list_size::apply(None, Some(vec!["entries".to_string()]))
     )]
     async fn leaderboard(
         &self,

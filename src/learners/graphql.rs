@@ -17,11 +17,16 @@ use crate::{
     error::{ApiError, GqlResult},
     graphql::{
         ContextExt,
+        cost::directive::cost,
         pagination::{Connection, Node, TotalCount, page, page_size},
         parse_id,
         scalars::DateTime,
     },
 };
+
+/// The declared cost of `progressStats`: one aggregation over the learner's
+/// progress and the catalogue, priced as ten object reads.
+const STATS_COST: u32 = 10;
 
 /// A user as seen by themself or an admin; never any secret.
 #[derive(Clone, Debug)]
@@ -312,10 +317,7 @@ impl LearnerQuery {
     }
 
     /// The signed-in learner's progress, most recently updated first.
-    #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
-        cache_control(no_cache)
-    )]
+    #[graphql(cache_control(no_cache))]
     async fn my_progress(
         &self,
         ctx: &Context<'_>,
@@ -353,7 +355,7 @@ impl LearnerQuery {
     }
 
     /// The signed-in learner's statistics; an admin may pass another userId.
-    #[graphql(cache_control(no_cache))]
+    #[graphql(cache_control(no_cache), directive = cost::apply(STATS_COST))]
     async fn progress_stats(
         &self,
         ctx: &Context<'_>,
@@ -367,10 +369,7 @@ impl LearnerQuery {
 
     /// The signed-in learner's activity, newest first; an admin may pass
     /// another userId.
-    #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
-        cache_control(no_cache)
-    )]
+    #[graphql(cache_control(no_cache))]
     async fn history(
         &self,
         ctx: &Context<'_>,

@@ -61,10 +61,7 @@ pub struct NotificationQuery;
 #[Object]
 impl NotificationQuery {
     /// Newest first.
-    #[graphql(
-        complexity = "crate::graphql::page_cost(first, child_complexity)",
-        cache_control(no_cache)
-    )]
+    #[graphql(cache_control(no_cache))]
     #[tracing::instrument(skip_all)]
     async fn notifications(
         &self,

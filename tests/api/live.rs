@@ -537,3 +537,32 @@ async fn shutdown_closes_every_socket_with_service_restart() {
     assert_eq!(code, 1012);
     assert_eq!(idle.closed(WAIT).await.0, 1012);
 }
+
+#[tokio::test]
+async fn a_subscription_over_the_cost_limit_is_refused() {
+    // A limit of 4 points (and 4 fields): the fragment is written once but
+    // spread four times, so the document names 3 fields and costs 5.
+    let app = spawn_app_with(&[("QUERY_COMPLEXITY_LIMIT", "4")]).await;
+    let (token, _) = app.register("frugal").await;
+    let costly = "subscription { progressChanged { ...M ...M ...M ...M } } fragment M on Progress { module { id } }";
+    let cheap = "subscription { progressChanged { module { id } } }";
+
+    let mut ws = connect(&app).await;
+    ws.init(&token).await;
+    ws.subscribe("costly", costly, json!({})).await;
+    let refused = ws.next().await;
+    ws.subscribe("cheap", cheap, json!({})).await;
+
+    assert_eq!(refused["type"], "error", "{refused:#}");
+    assert_eq!(refused["id"], "costly");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+    let message = refused["payload"][0]["message"].as_str().unwrap();
+    assert!(message.contains("costs 5 points; at most 4"), "{message}");
+    assert!(
+        ws.quiet_for(Duration::from_millis(300)).await,
+        "the cheap subscription runs and waits for events"
+    );
+}

@@ -5,6 +5,7 @@ mod admin;
 mod analytics;
 mod cache;
 mod catalogue;
+mod cost;
 mod explain;
 mod graphql_over_http;
 mod helpers;

@@ -522,5 +522,7 @@ async fn the_web_app_manifest_is_accepted_in_allowlist_mode_and_runs_its_queries
 
     assert_eq!(resp.status(), StatusCode::OK);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body, json!({ "data": { "me": null } }));
+    assert_eq!(body["data"], json!({ "me": null }), "{body:#}");
+    assert!(body.get("errors").is_none(), "{body:#}");
+    assert_eq!(body["extensions"]["cost"]["requestedQueryCost"], 1);
 }

@@ -1,0 +1,232 @@
+//! The cost bucket of each caller: a leaky bucket of points, as Shopify's
+//! GraphQL API throttles its clients.
+//!
+//! Each caller (the signed-in user, or the client address when anonymous)
+//! has `RATE_LIMIT_COST_BUCKET` points, given back at
+//! `RATE_LIMIT_COST_RESTORE_PER_SECOND`. A request reserves its requested
+//! cost before it runs (refused when fewer points are left) and is charged
+//! its actual cost after (the difference is given back), so concurrent
+//! requests can never spend the same points twice.
+//!
+//! The buckets live in Redis, shared by every instance: one Lua script per
+//! step (one atomic round trip), on one hash-tagged key per caller (one
+//! hash slot, so it runs on Redis Cluster), timed by Redis' own clock (so
+//! instances with skewed clocks agree). While Redis is not configured or
+//! the cache's breaker is open, each instance keeps its own buckets in
+//! memory; they forget nothing but what other instances spent.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::{cache::Cache, config::LimitSettings};
+
+/// Refills the bucket by Redis' clock, then takes ARGV[3] points: when
+/// ARGV[4] is `1` only if that many are left (a reservation), otherwise
+/// whatever is left (a charge; a negative amount gives points back).
+/// Returns `{taken (1|0), points left}`. The key expires once the bucket
+/// would be full again: a missing key is a full bucket.
+const TAKE_LUA: &str = r"
+local cap = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local s = redis.call('HMGET', KEYS[1], 'l', 't')
+local level = tonumber(s[1]) or cap
+local last = tonumber(s[2]) or now
+if now > last then level = math.min(cap, level + (now - last) * rate / 1000) end
+if ARGV[4] == '1' and cost > level then return {0, tostring(level)} end
+level = math.max(0, math.min(cap, level - cost))
+redis.call('HSET', KEYS[1], 'l', tostring(level), 't', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((cap - level) * 1000 / rate) + 1000)
+return {1, tostring(level)}
+";
+
+/// A caller's bucket as Shopify reports it in `extensions.cost`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleStatus {
+    pub maximum_available: u32,
+    /// Points left now (whole points).
+    pub currently_available: u32,
+    pub restore_rate: u32,
+}
+
+/// The answer to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reservation {
+    Granted(ThrottleStatus),
+    /// Not enough points: the request must wait `retry_after`.
+    Refused {
+        status: ThrottleStatus,
+        retry_after: Duration,
+    },
+}
+
+/// A bucket kept in this instance's memory.
+struct Level {
+    points: f64,
+    at: Instant,
+}
+
+/// The cost buckets of every caller.
+pub struct CostThrottle {
+    capacity: f64,
+    restore_per_second: f64,
+    cache: Arc<Cache>,
+    /// Buckets while Redis cannot be used. An idle bucket is dropped once
+    /// it would be full again, which is what a missing bucket means.
+    local: moka::sync::Cache<String, Arc<Mutex<Level>>>,
+}
+
+impl CostThrottle {
+    pub fn new(limits: &LimitSettings, cache: Arc<Cache>) -> Self {
+        let capacity = f64::from(limits.cost_bucket);
+        let restore_per_second = f64::from(limits.cost_restore_per_second);
+        CostThrottle {
+            capacity,
+            restore_per_second,
+            cache,
+            local: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs_f64(capacity / restore_per_second + 1.0))
+                .build(),
+        }
+    }
+
+    /// Takes `cost` points from `caller`'s bucket if that many are left. A
+    /// cost above the whole bucket waits for a full bucket rather than
+    /// forever.
+    pub async fn reserve(&self, caller: &str, cost: u64) -> Reservation {
+        let cost = (cost as f64).min(self.capacity);
+        let (taken, left) = self.take(caller, cost, true).await;
+        let status = self.status(left);
+        if taken {
+            Reservation::Granted(status)
+        } else {
+            let wait = ((cost - left) / self.restore_per_second).ceil().max(1.0);
+            Reservation::Refused {
+                status,
+                retry_after: Duration::from_secs_f64(wait),
+            }
+        }
+    }
+
+    /// Charges the `actual` cost of a request that reserved its
+    /// `requested` cost: gives back what it did not use (or takes the
+    /// excess, whatever is left); returns the bucket after. With both 0,
+    /// only reads the bucket.
+    pub async fn settle(&self, caller: &str, requested: u64, actual: u64) -> ThrottleStatus {
+        let reserved = (requested as f64).min(self.capacity);
+        let charged = (actual as f64).min(self.capacity);
+        let (_, left) = self.take(caller, charged - reserved, false).await;
+        self.status(left)
+    }
+
+    fn status(&self, left: f64) -> ThrottleStatus {
+        ThrottleStatus {
+            maximum_available: self.capacity as u32,
+            currently_available: left.max(0.0).floor() as u32,
+            restore_rate: self.restore_per_second as u32,
+        }
+    }
+
+    /// One step of the bucket: in Redis when it can be used, else here.
+    async fn take(&self, caller: &str, cost: f64, strict: bool) -> (bool, f64) {
+        let args = vec![
+            self.capacity.to_string(),
+            self.restore_per_second.to_string(),
+            cost.to_string(),
+            if strict { "1" } else { "0" }.to_string(),
+        ];
+        // The hash tag keeps every key of a bucket in one slot.
+        let key = format!("{{bucket:{caller}}}");
+        let shared: Option<(i64, String)> = self.cache.eval(TAKE_LUA, &key, args).await;
+        if let Some((taken, left)) = shared
+            && let Ok(left) = left.parse::<f64>()
+        {
+            return (taken == 1, left);
+        }
+        self.take_locally(caller, cost, strict)
+    }
+
+    fn take_locally(&self, caller: &str, cost: f64, strict: bool) -> (bool, f64) {
+        let capacity = self.capacity;
+        let bucket = self.local.get_with_by_ref(caller, || {
+            Arc::new(Mutex::new(Level {
+                points: capacity,
+                at: Instant::now(),
+            }))
+        });
+        let mut level = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let elapsed = now.duration_since(level.at).as_secs_f64();
+        level.points = (level.points + elapsed * self.restore_per_second).min(capacity);
+        level.at = now;
+        if strict && cost > level.points {
+            return (false, level.points);
+        }
+        level.points = (level.points - cost).clamp(0.0, capacity);
+        (true, level.points)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn throttle<const N: usize>(vars: [(&str, &str); N]) -> CostThrottle {
+        let settings = Settings::from_source(&vars).unwrap();
+        CostThrottle::new(&settings.limits, Cache::new(&settings.cache))
+    }
+
+    #[tokio::test]
+    async fn without_redis_each_caller_has_its_own_bucket_in_memory() {
+        let t = throttle([
+            ("RATE_LIMIT_COST_BUCKET", "100"),
+            ("RATE_LIMIT_COST_RESTORE_PER_SECOND", "10"),
+        ]);
+
+        let first = t.reserve("user:a", 80).await;
+        let second = t.reserve("user:a", 30).await;
+        let other = t.reserve("user:b", 30).await;
+
+        assert!(matches!(first, Reservation::Granted(s) if s.currently_available == 20));
+        let Reservation::Refused {
+            status,
+            retry_after,
+        } = second
+        else {
+            panic!("{second:?}")
+        };
+        assert_eq!(status.maximum_available, 100);
+        assert_eq!(retry_after, Duration::from_secs(1));
+        assert!(matches!(other, Reservation::Granted(_)));
+    }
+
+    #[tokio::test]
+    async fn settling_gives_back_what_a_request_did_not_use() {
+        let t = throttle([("RATE_LIMIT_COST_BUCKET", "100")]);
+
+        t.reserve("addr:192.0.2.1", 90).await;
+        let after = t.settle("addr:192.0.2.1", 90, 30).await;
+
+        assert!((70..=71).contains(&after.currently_available), "{after:?}");
+        assert!(matches!(
+            t.reserve("addr:192.0.2.1", 60).await,
+            Reservation::Granted(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_cost_above_the_whole_bucket_waits_for_a_full_bucket() {
+        let t = throttle([("RATE_LIMIT_COST_BUCKET", "100")]);
+
+        assert!(matches!(
+            t.reserve("user:a", 5_000).await,
+            Reservation::Granted(s) if s.currently_available == 0
+        ));
+    }
+}
