@@ -26,7 +26,7 @@ use crate::{
     auth::TokenService,
     cache::Cache,
     config::Settings,
-    db::{Db, indexes},
+    db::{Db, changes::FollowState, indexes},
     events::Events,
     graphql::{
         Services,
@@ -51,6 +51,8 @@ pub struct App {
     /// Wakes this instance's notification worker when a publish queued a
     /// fan-out job.
     pub jobs: Arc<JobSignal>,
+    /// How the follower of the cached collections stands (`crate::follow`).
+    pub follow: Arc<FollowState>,
 }
 
 /// Cheap-to-clone handle on the one `App`.
@@ -86,6 +88,9 @@ impl Application {
         }
         db.text_search
             .store(indexes::has_text_index(&db).await, Ordering::Relaxed);
+        // Transactions and change streams, or a standalone: asked again on
+        // first need when the server did not answer now.
+        let _ = db.topology().await;
         let cache = Cache::new(&settings.cache);
         cache.register(&[
             crate::catalogue::service::MODULES,
@@ -114,6 +119,7 @@ impl Application {
             settings,
             services,
             jobs,
+            follow: Arc::default(),
         }));
         let router = router(state.clone(), schema, documents);
         let listener = TcpListener::bind(state.settings.bind_addr)
@@ -157,8 +163,15 @@ impl Application {
                 metrics: self.state.services.metrics.clone(),
                 signal: self.state.jobs.clone(),
             };
-            tokio::spawn(jobs::run_worker(deps, stopped))
+            tokio::spawn(jobs::run_worker(deps, stopped.clone()))
         });
+        let services = &self.state.services;
+        let follower = crate::follow::follower(
+            &services.db,
+            services.cache.clone(),
+            self.state.follow.clone(),
+        );
+        let following = tokio::spawn(follower.run(stopped));
         let served = axum::serve(
             self.listener,
             self.router
@@ -168,6 +181,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), following).await;
         if let Some(worker) = worker {
             // A round is one batch; past this the lease covers the rest.
             let grace = self.state.settings.jobs.lease;
@@ -272,6 +286,9 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
         "mongodb": if mongo_ok { "up" } else { "down" },
         "redis": redis,
         "cache_backend": cache.backend,
+        // Whether writes of other tools reach the cache within a second
+        // (`following`) or only within the TTLs (`unsupported (ttl only)`).
+        "cache_follow": app.follow.describe(),
     });
     (status, Json(body))
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::Db;
 
 /// The declarations shipped with this build, one per collection.
-pub const BUILTIN: [(&str, &str); 6] = [
+pub const BUILTIN: [(&str, &str); 7] = [
     ("users", include_str!("../../indexes/users.json")),
     ("modules", include_str!("../../indexes/modules.json")),
     ("progress", include_str!("../../indexes/progress.json")),
@@ -25,6 +25,7 @@ pub const BUILTIN: [(&str, &str); 6] = [
         include_str!("../../indexes/notifications.json"),
     ),
     ("jobs", include_str!("../../indexes/jobs.json")),
+    ("idempotency", include_str!("../../indexes/idempotency.json")),
 ];
 
 /// One `indexes/<collection>.json` file.

@@ -1,8 +1,12 @@
 //! MongoDB access: the one `Client` of the process, its tuned options, the
 //! per-operation deadline, and the typed collections the domains use.
 
+pub mod changes;
 pub mod indexes;
 pub mod page;
+pub mod txn;
+
+pub use txn::Topology;
 
 use std::{
     collections::BTreeMap,
@@ -90,6 +94,9 @@ pub struct Db {
     /// `$text` (else an escaped regex). Found at start, refreshed by
     /// [`indexes::has_text_index`] callers.
     pub text_search: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the deployment runs transactions and change streams, read
+    /// from `hello` on first need ([`Db::topology`]).
+    pub topology: Arc<tokio::sync::OnceCell<Topology>>,
 }
 
 /// Collection names, in one place.
@@ -101,8 +108,18 @@ pub mod names {
     pub const NOTIFICATIONS: &str = "notifications";
     /// Durable background jobs (the notification fan-out of a publish).
     pub const JOBS: &str = "jobs";
+    /// Idempotency keys of progress reports and their first answers (24 h).
+    pub const IDEMPOTENCY: &str = "idempotency";
     /// Every collection that `indexes/` declares.
-    pub const ALL: [&str; 6] = [USERS, MODULES, PROGRESS, ACTIVITY, NOTIFICATIONS, JOBS];
+    pub const ALL: [&str; 7] = [
+        USERS,
+        MODULES,
+        PROGRESS,
+        ACTIVITY,
+        NOTIFICATIONS,
+        JOBS,
+        IDEMPOTENCY,
+    ];
 }
 
 impl Db {
@@ -173,6 +190,7 @@ impl Db {
             pool,
             lagging_read_preference: settings.lagging_read_preference.clone(),
             text_search: Arc::default(),
+            topology: Arc::default(),
         })
     }
 

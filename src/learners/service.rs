@@ -102,6 +102,7 @@ pub async fn start(
         return Err(ApiError::NotFound("no such module".into()));
     }
     let started = progress::start(db, user_id, module_id).await;
+    // Also after a failure: on a standalone server part of it may stand.
     invalidate(cache, user_id).await;
     started
 }
@@ -116,8 +117,8 @@ pub async fn record(
     if !progress::module_is_published(db, report.module_id).await? {
         return Err(ApiError::NotFound("no such module".into()));
     }
-    let recorded = progress::record(db, user_id, report).await;
-    // Also after a failure: part of the write may have landed.
+    let recorded = progress::record(db, user_id, &report).await;
+    // Also after a failure: on a standalone server part of it may stand.
     invalidate(cache, user_id).await;
     recorded
 }

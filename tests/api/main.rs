@@ -3,6 +3,7 @@
 
 mod admin;
 mod cache;
+mod faults;
 mod catalogue;
 mod graphql_over_http;
 mod helpers;

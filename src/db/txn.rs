@@ -1,0 +1,163 @@
+//! Multi-document transactions, where the deployment has them.
+//!
+//! **Support** is read once from `hello`: a replica-set member (`setName`)
+//! or a `mongos` (`msg: "isdbgrid"`) runs transactions and change streams
+//! (Atlas, the surrogate); a standalone `mongod` runs neither, and the
+//! writers fall back to an ordered sequence of single-document writes.
+//!
+//! **Retries** follow MongoDB's transaction guidance: the whole body runs
+//! again on `TransientTransactionError` (a stepdown, a write conflict with
+//! a concurrent writer), on any other transient error inside the body (an
+//! aborted body left nothing behind) and on a duplicate key (a concurrent
+//! transaction committed the same unique key first; running again reads
+//! it), and the
+//! commit alone is retried on `UnknownTransactionCommitResult`. Unlike the
+//! driver's `with_transaction` (which retries for 120 s), everything stays
+//! inside one operation deadline, after which the answer is UNAVAILABLE and
+//! nothing of the body is applied.
+
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use mongodb::{
+    ClientSession,
+    bson::doc,
+    error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT},
+};
+
+use super::Db;
+use crate::error::{ApiError, ApiResult, is_duplicate_key, is_transient};
+
+/// What the deployment can do, read from `hello` once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    /// Multi-document transactions (replica set or sharded cluster).
+    pub transactions: bool,
+    /// Change streams (the same deployments).
+    pub change_streams: bool,
+}
+
+impl Topology {
+    /// Reads a `hello` reply.
+    pub fn from_hello(hello: &mongodb::bson::Document) -> Self {
+        let replicated =
+            hello.contains_key("setName") || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+        Topology {
+            transactions: replicated,
+            change_streams: replicated,
+        }
+    }
+}
+
+/// Pause between two runs of a transaction body: a stepdown takes a moment
+/// to settle.
+const BACKOFF: Duration = Duration::from_millis(50);
+
+impl Db {
+    /// What the deployment supports; asked once, then remembered (an
+    /// unreachable server is UNAVAILABLE and asked again next time).
+    pub async fn topology(&self) -> ApiResult<Topology> {
+        self.topology
+            .get_or_try_init(|| async {
+                let hello = self
+                    .run(self.db.run_command(doc! { "hello": 1 }))
+                    .await?;
+                let t = Topology::from_hello(&hello);
+                tracing::info!(
+                    transactions = t.transactions,
+                    change_streams = t.change_streams,
+                    "database topology"
+                );
+                Ok(t)
+            })
+            .await
+            .copied()
+    }
+
+    /// The topology if it is known already (for `/ready`).
+    pub fn known_topology(&self) -> Option<Topology> {
+        self.topology.get().copied()
+    }
+
+    /// Runs `body` in one transaction and commits it, retrying as described
+    /// in the module documentation, within one operation deadline. `body`
+    /// must use the session for every operation and return the driver's
+    /// errors unchanged (answers it decides itself go through
+    /// `mongodb::error::Error::custom(ApiError)`).
+    pub async fn transaction<C, R, F>(&self, mut context: C, mut body: F) -> ApiResult<R>
+    where
+        C: Send,
+        R: Send,
+        F: for<'s> FnMut(&'s mut ClientSession, &'s mut C) -> BoxFuture<'s, mongodb::error::Result<R>>
+            + Send,
+    {
+        let started = Instant::now();
+        let budget = self.op_timeout;
+        let left = || budget.saturating_sub(started.elapsed());
+        let mut session = self.run(self.client.start_session()).await?;
+        loop {
+            self.run(session.start_transaction()).await?;
+            let ran = tokio::time::timeout(left(), body(&mut session, &mut context)).await;
+            let value = match ran {
+                Ok(Ok(value)) => value,
+                Ok(Err(e)) => {
+                    let _ = session.abort_transaction().await;
+                    // Nothing of an aborted body stands, so any transient
+                    // failure inside it (not only those labelled
+                    // TransientTransactionError) may simply run it again.
+                    let again = e.get_custom::<ApiError>().is_none()
+                        && (is_transient(&e) || is_duplicate_key(&e));
+                    if again && left() > BACKOFF {
+                        tracing::debug!(error = %e, "transaction body failed; running it again");
+                        tokio::time::sleep(BACKOFF).await;
+                        continue;
+                    }
+                    return Err(ApiError::from(e));
+                }
+                Err(elapsed) => {
+                    let _ = session.abort_transaction().await;
+                    return Err(ApiError::from(elapsed));
+                }
+            };
+            loop {
+                let committed = tokio::time::timeout(left(), session.commit_transaction()).await;
+                match committed {
+                    Ok(Ok(())) => return Ok(value),
+                    // Did it commit? Asking again is safe: a commit is
+                    // idempotent, and the driver resends it with majority.
+                    Ok(Err(e))
+                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                            && left() > BACKOFF =>
+                    {
+                        tracing::debug!(error = %e, "commit result unknown; committing again");
+                        tokio::time::sleep(BACKOFF).await;
+                    }
+                    Ok(Err(e))
+                        if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && left() > BACKOFF =>
+                    {
+                        tracing::debug!(error = %e, "commit failed transiently; running again");
+                        tokio::time::sleep(BACKOFF).await;
+                        break;
+                    }
+                    Ok(Err(e)) => return Err(ApiError::from(e)),
+                    Err(elapsed) => return Err(ApiError::from(elapsed)),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_sets_and_mongos_have_transactions_standalones_not() {
+        let rs = Topology::from_hello(&doc! { "isWritablePrimary": true, "setName": "rs0" });
+        assert!(rs.transactions && rs.change_streams);
+        let mongos = Topology::from_hello(&doc! { "isWritablePrimary": true, "msg": "isdbgrid" });
+        assert!(mongos.transactions);
+        let standalone = Topology::from_hello(&doc! { "isWritablePrimary": true });
+        assert!(!standalone.transactions && !standalone.change_streams);
+    }
+}
