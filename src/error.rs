@@ -304,7 +304,9 @@ mod tests {
 
     #[test]
     fn state_changes_and_network_failures_are_unavailable() {
-        for code in [6, 7, 89, 91, 189, 262, 10107, 11600, 11602, 13435, 13436, 50] {
+        for code in [
+            6, 7, 89, 91, 189, 262, 10107, 11600, 11602, 13435, 13436, 50,
+        ] {
             assert_eq!(code_of(command_error(code)), Code::Unavailable, "{code}");
         }
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");

@@ -26,7 +26,12 @@ use crate::{
 };
 
 /// The collections whose documents end up in a cache.
-pub const FOLLOWED: [&str; 4] = [names::MODULES, names::PROGRESS, names::ACTIVITY, names::USERS];
+pub const FOLLOWED: [&str; 4] = [
+    names::MODULES,
+    names::PROGRESS,
+    names::ACTIVITY,
+    names::USERS,
+];
 
 /// Invalidates what a change makes stale.
 pub struct CacheFollower {
@@ -70,7 +75,10 @@ impl ChangeHandler for CacheFollower {
 
     async fn missed(&self) {
         let dropped = self.cache.clear(None).await;
-        tracing::info!(dropped, "changes may have been missed: the cache starts afresh");
+        tracing::info!(
+            dropped,
+            "changes may have been missed: the cache starts afresh"
+        );
     }
 }
 

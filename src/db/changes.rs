@@ -116,7 +116,9 @@ impl Follower {
             }
         };
         if !topology.change_streams {
-            tracing::warn!("no change streams on this deployment: cached reads are fresh within their TTLs");
+            tracing::warn!(
+                "no change streams on this deployment: cached reads are fresh within their TTLs"
+            );
             self.state.set(FollowState::UNSUPPORTED);
             return;
         }

@@ -25,7 +25,10 @@ pub const BUILTIN: [(&str, &str); 7] = [
         include_str!("../../indexes/notifications.json"),
     ),
     ("jobs", include_str!("../../indexes/jobs.json")),
-    ("idempotency", include_str!("../../indexes/idempotency.json")),
+    (
+        "idempotency",
+        include_str!("../../indexes/idempotency.json"),
+    ),
 ];
 
 /// One `indexes/<collection>.json` file.

@@ -59,9 +59,7 @@ impl Db {
     pub async fn topology(&self) -> ApiResult<Topology> {
         self.topology
             .get_or_try_init(|| async {
-                let hello = self
-                    .run(self.db.run_command(doc! { "hello": 1 }))
-                    .await?;
+                let hello = self.run(self.db.run_command(doc! { "hello": 1 })).await?;
                 let t = Topology::from_hello(&hello);
                 tracing::info!(
                     transactions = t.transactions,
@@ -79,6 +77,27 @@ impl Db {
         self.topology.get().copied()
     }
 
+    /// Runs a write `body` as one unit: in a transaction where the
+    /// deployment has them (`Some(session)`); elsewhere (a standalone
+    /// `mongod`, `None`) as its ordered single writes under one deadline.
+    pub async fn as_one_unit<C, R, F>(&self, context: C, mut body: F) -> ApiResult<R>
+    where
+        C: Send,
+        R: Send,
+        F: for<'s> FnMut(
+                Option<&'s mut ClientSession>,
+                &'s mut C,
+            ) -> BoxFuture<'s, mongodb::error::Result<R>>
+            + Send,
+    {
+        if self.topology().await?.transactions {
+            self.transaction(context, |s, c| body(Some(s), c)).await
+        } else {
+            let mut context = context;
+            super::with_deadline(self.op_timeout, body(None, &mut context)).await
+        }
+    }
+
     /// Runs `body` in one transaction and commits it, retrying as described
     /// in the module documentation, within one operation deadline. `body`
     /// must use the session for every operation and return the driver's
@@ -88,7 +107,10 @@ impl Db {
     where
         C: Send,
         R: Send,
-        F: for<'s> FnMut(&'s mut ClientSession, &'s mut C) -> BoxFuture<'s, mongodb::error::Result<R>>
+        F: for<'s> FnMut(
+                &'s mut ClientSession,
+                &'s mut C,
+            ) -> BoxFuture<'s, mongodb::error::Result<R>>
             + Send,
     {
         let started = Instant::now();

@@ -6,7 +6,7 @@
 //! answer of one report are one transaction where the deployment has them.
 
 use bson::{Document, doc, oid::ObjectId};
-use futures::{TryStreamExt, future::BoxFuture};
+use futures::TryStreamExt;
 use mongodb::{ClientSession, options::ReturnDocument};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -128,7 +128,10 @@ async fn upsert_after(
             // itself as an update instead; the write happened, so read the
             // document rather than write again.
             Ok(None) => {
-                let found = exec!(session, coll.find_one(filter.clone()).max_time(db.op_timeout))?;
+                let found = exec!(
+                    session,
+                    coll.find_one(filter.clone()).max_time(db.op_timeout)
+                )?;
                 return found.ok_or_else(|| {
                     mongodb::error::Error::custom(ApiError::internal(
                         "progress upsert",
@@ -199,33 +202,12 @@ async fn append_activity(
     Ok(())
 }
 
-/// Runs a write `body` as one unit: in a transaction where the deployment
-/// has them; elsewhere (a standalone `mongod`) as its ordered single writes
-/// under one deadline (see [`record`] for what that order guarantees).
-async fn as_one_unit<C, R, F>(db: &Db, context: C, mut body: F) -> ApiResult<R>
-where
-    C: Send,
-    R: Send,
-    F: for<'s> FnMut(
-            Option<&'s mut ClientSession>,
-            &'s mut C,
-        ) -> BoxFuture<'s, mongodb::error::Result<R>>
-        + Send,
-{
-    if db.topology().await?.transactions {
-        db.transaction(context, |s, c| body(Some(s), c)).await
-    } else {
-        let mut context = context;
-        crate::db::with_deadline(db.op_timeout, body(None, &mut context)).await
-    }
-}
-
 /// Starts a module for a learner; a started module is returned unchanged.
 /// The progress document and its `started` entry are written together.
 pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<ProgressDoc> {
     // The handles travel in the context: the body's future may only borrow
     // what outlives the session's borrow.
-    as_one_unit(db, db, |mut session, db| {
+    db.as_one_unit(db, |mut session, db| {
         let db: &Db = db;
         Box::pin(async move {
             let now = bson::DateTime::now();
@@ -335,7 +317,7 @@ async fn first_answer(
 /// the winner's answer.
 pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<ProgressDoc> {
     let hash = report.key.as_ref().map(|_| report_hash(report));
-    as_one_unit(db, (db, report), |mut session, context| {
+    db.as_one_unit((db, report), |mut session, context| {
         let (db, report): (&Db, &Report) = *context;
         let hash = hash.clone();
         Box::pin(async move {
@@ -551,13 +533,28 @@ mod tests {
         let id = ObjectId::new();
         let base = Report::new(id, 10, Some(50.0), Some(false), Some("k".into())).unwrap();
         let hash = report_hash(&base);
-        let other_key = Report { key: Some("j".into()), ..base.clone() };
+        let other_key = Report {
+            key: Some("j".into()),
+            ..base.clone()
+        };
         assert_eq!(report_hash(&other_key), hash, "the key is not the report");
         for changed in [
-            Report { time_spent_seconds: 11, ..base.clone() },
-            Report { score: None, ..base.clone() },
-            Report { completed: true, ..base.clone() },
-            Report { module_id: ObjectId::new(), ..base.clone() },
+            Report {
+                time_spent_seconds: 11,
+                ..base.clone()
+            },
+            Report {
+                score: None,
+                ..base.clone()
+            },
+            Report {
+                completed: true,
+                ..base.clone()
+            },
+            Report {
+                module_id: ObjectId::new(),
+                ..base.clone()
+            },
         ] {
             assert_ne!(report_hash(&changed), hash);
         }
@@ -570,6 +567,9 @@ mod tests {
         assert_eq!(a, entry_id(u, Some("k"), ActivityKind::Progressed));
         assert_ne!(a, entry_id(u, Some("k"), ActivityKind::Started));
         assert_ne!(a, entry_id(u, Some("j"), ActivityKind::Progressed));
-        assert_ne!(a, entry_id(ObjectId::new(), Some("k"), ActivityKind::Progressed));
+        assert_ne!(
+            a,
+            entry_id(ObjectId::new(), Some("k"), ActivityKind::Progressed)
+        );
     }
 }

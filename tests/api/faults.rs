@@ -193,11 +193,17 @@ async fn a_progress_report_is_applied_exactly_once_or_not_at_all_under_every_fau
         f.off().await;
         let answer = outcome(&body, "recordProgress");
         let applied = f.applied(&user, module).await;
-        let case = format!("{cmd}: {} x{}: {answer} {applied:?}", fault.name, fault.times);
+        let case = format!(
+            "{cmd}: {} x{}: {answer} {applied:?}",
+            fault.name, fault.times
+        );
         // Transactions run again on transient errors inside one deadline, so
         // each of these faults ends in a committed report.
         assert_eq!(answer, "ok", "{case}: {body}");
-        assert_eq!(body["data"]["recordProgress"]["timeSpentSeconds"], 120, "{case}");
+        assert_eq!(
+            body["data"]["recordProgress"]["timeSpentSeconds"], 120,
+            "{case}"
+        );
         // Exactly once: the time once, one attempt, `started` + `progressed`.
         assert_eq!(applied, (120, 1, 2), "{case}");
     }
@@ -206,8 +212,11 @@ async fn a_progress_report_is_applied_exactly_once_or_not_at_all_under_every_fau
 #[tokio::test]
 async fn a_database_that_keeps_failing_answers_unavailable_and_applies_nothing() {
     // A primary that stays gone past the operation deadline.
-    let f = Faulty::spawn_with(&unique_db("faults"), &[("MONGODB_OPERATION_TIMEOUT_MS", "1500")])
-        .await;
+    let f = Faulty::spawn_with(
+        &unique_db("faults"),
+        &[("MONGODB_OPERATION_TIMEOUT_MS", "1500")],
+    )
+    .await;
     let module = f.app.insert_modules(vec![module("m", 1, doc! {})]).await[0];
     let cases = [
         stepdown("findAndModify", 10_000),
@@ -324,15 +333,16 @@ async fn reads_are_retried_once_by_the_driver() {
 
 #[tokio::test]
 async fn an_idempotent_report_applies_once_across_instances_even_when_its_answer_was_lost() {
-    let a = Faulty::spawn_with(&unique_db("faults"), &[("MONGODB_OPERATION_TIMEOUT_MS", "1500")])
-        .await;
+    let a = Faulty::spawn_with(
+        &unique_db("faults"),
+        &[("MONGODB_OPERATION_TIMEOUT_MS", "1500")],
+    )
+    .await;
     let db_name = a.app.state.settings.mongo.database.clone();
     let b = Faulty::spawn_with(&db_name, &[]).await;
     let module = a.app.insert_modules(vec![module("m", 1, doc! {})]).await[0];
     let (token, user) = a.app.register("twice").await;
-    let report = |key: &str, time: i64| {
-        json!({ "i": { "moduleId": module.to_hex(), "timeSpentSeconds": time, "score": 70.0, "idempotencyKey": key } })
-    };
+    let report = |key: &str, time: i64| json!({ "i": { "moduleId": module.to_hex(), "timeSpentSeconds": time, "score": 70.0, "idempotencyKey": key } });
 
     // The same key on both instances: one report.
     let first = a.app.ok(RECORD, report("k-1", 100), Some(&token)).await;
@@ -392,7 +402,10 @@ async fn eventually(app: &TestApp, query: &str, within: Duration, done: impl Fn(
         if done(&data) {
             return;
         }
-        assert!(start.elapsed() < within, "still stale after {within:?}: {data}");
+        assert!(
+            start.elapsed() < within,
+            "still stale after {within:?}: {data}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

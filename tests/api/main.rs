@@ -3,8 +3,8 @@
 
 mod admin;
 mod cache;
-mod faults;
 mod catalogue;
+mod faults;
 mod graphql_over_http;
 mod helpers;
 mod indexes;
