@@ -52,6 +52,21 @@ ensure_web_deps() {
   fi
 }
 
+# Installs the npm packages that build the web app (web/, `npm ci` from its
+# package-lock.json) when node_modules is missing or was made from another
+# lock file. Only scripts/build-web needs them: the build is committed.
+ensure_app_deps() {
+  local dir="$KAIROS_ROOT/web"
+  local stamp="$dir/node_modules/.kairos-package-lock.sha256"
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "npm ci in web"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+}
+
 # Prints the SecantusDB server command: secantusd-rs when on PATH (fast),
 # else secantusd-py from a venv this script makes.
 ensure_secantus() {

@@ -34,11 +34,13 @@ use crate::{
         graphiql::{self, GraphiqlEnabled},
         pagination::CursorCodec,
         transport::{self, Endpoint},
+        ws::Sockets,
     },
     http::{
         metrics::{self, Metrics},
         ratelimit::AuthLimiter,
     },
+    live::Live,
     notifications::jobs::{self, FanOut, JobSignal, WorkerDeps},
     schema::{self, KairosSchema},
 };
@@ -53,6 +55,8 @@ pub struct App {
     pub jobs: Arc<JobSignal>,
     /// How the follower of the cached collections stands (`crate::follow`).
     pub follow: Arc<FollowState>,
+    /// This instance's subscription sockets (closed at shutdown).
+    pub sockets: Arc<Sockets>,
 }
 
 /// Cheap-to-clone handle on the one `App`.
@@ -104,18 +108,22 @@ impl Application {
             db: db.clone(),
             signal: jobs.clone(),
         };
+        let metrics = Metrics::new();
+        let live = Live::new(&settings.live, &settings.cache, metrics.clone());
         let services = Services {
             cursors: CursorCodec::new(settings.auth.jwt_secret.expose_secret()),
             tokens: TokenService::new(&settings.auth),
-            metrics: Metrics::new(),
             auth_limiter: Arc::new(AuthLimiter::new(settings.limits.auth_rate_limit_per_minute)),
-            events: Events::new(vec![Arc::new(fan_out)]),
+            events: Events::new(vec![Arc::new(fan_out), Arc::new(live.clone())]),
+            metrics: metrics.clone(),
+            live,
             cache,
             db,
         };
         let schema = schema::build(services.clone(), &settings);
         let documents = Arc::new(Documents::new(&settings.graphql, services.cache.clone())?);
         let state = AppState(Arc::new(App {
+            sockets: Arc::new(Sockets::new(settings.live.clone(), metrics)),
             settings,
             services,
             jobs,
@@ -162,6 +170,7 @@ impl Application {
                 settings: self.state.settings.jobs.clone(),
                 metrics: self.state.services.metrics.clone(),
                 signal: self.state.jobs.clone(),
+                events: self.state.services.events.clone(),
             };
             tokio::spawn(jobs::run_worker(deps, stopped.clone()))
         });
@@ -172,6 +181,14 @@ impl Application {
             self.state.follow.clone(),
         );
         let following = tokio::spawn(follower.run(stopped));
+        // Upgraded sockets are not requests the server drains: they are
+        // closed (1012) as soon as the shutdown starts, so their clients
+        // reconnect to another instance while this one finishes.
+        let sockets = self.state.sockets.clone();
+        let shutdown = async move {
+            shutdown.await;
+            sockets.close_all(SOCKET_CLOSE_GRACE).await;
+        };
         let served = axum::serve(
             self.listener,
             self.router
@@ -197,6 +214,9 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 }
+
+/// How long the shutdown waits for subscription sockets to close.
+const SOCKET_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
@@ -228,6 +248,7 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
         tokens: state.services.tokens.clone(),
         trust_proxy: limits.trust_proxy,
         graphiql: settings.graphiql,
+        sockets: state.sockets.clone(),
     });
     let graphql_routes = Router::new()
         .route(
@@ -236,6 +257,7 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
                 .post(transport::post_graphql::<KairosSchema>)
                 .fallback(transport::other_method),
         )
+        .route("/graphql/ws", get(transport::get_ws::<KairosSchema>))
         // Only the API is rate limited: probes and scrapes must get through.
         .route_layer(crate::http::ratelimit::http_layer(limits, metrics.clone()))
         .route("/", get(transport::graphiql_root::<KairosSchema>))
@@ -246,14 +268,30 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
             get(graphiql::asset),
         )
         .with_state(GraphiqlEnabled(settings.graphiql));
+    let web_app = Router::new()
+        .route(crate::webapp::PATH, get(crate::webapp::page))
+        .route("/app/", get(crate::webapp::page))
+        .route("/app/assets/{digest}/{name}", get(crate::webapp::asset))
+        .with_state(crate::webapp::WebAppEnabled(settings.web_app));
     let probes = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_endpoint))
         .with_state(state.clone());
+    let exports = Router::new()
+        .route(
+            "/exports/progress.csv",
+            get(crate::learners::export::progress_csv),
+        )
+        .with_state(crate::learners::export::ExportState {
+            db: state.services.db.clone(),
+            tokens: state.services.tokens.clone(),
+        });
     let routes = Router::new()
         .merge(graphql_routes)
+        .merge(exports)
         .merge(assets)
+        .merge(web_app)
         .merge(probes)
         // Larger bodies get 413 before any parsing.
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes));

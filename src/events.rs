@@ -1,7 +1,8 @@
 //! What one domain tells the others after a write, without importing them:
 //! the catalogue announces a publish or a deletion, and the notifications
 //! domain (registered at start in `crate::app`) queues or cancels the
-//! fan-out. Listeners run in order, in the writer's task, and an error of
+//! fan-out; progress and notification writes announce what they committed,
+//! and the live hub (`crate::live`) tells the subscribers. Listeners run in order, in the writer's task, and an error of
 //! one fails the write's answer (the write itself stands), as before the
 //! events existed.
 
@@ -19,6 +20,17 @@ pub enum Event {
     ModulePublished { module_id: ObjectId, title: String },
     /// A module was deleted.
     ModuleDeleted { module_id: ObjectId },
+    /// A learner's progress on a module changed; the progress document as
+    /// committed.
+    ProgressChanged {
+        user_id: ObjectId,
+        progress: bson::Document,
+    },
+    /// Notifications were inserted: each learner with the document as
+    /// committed (one event per batch of the fan-out).
+    NotificationsAdded {
+        notifications: Vec<(ObjectId, bson::Document)>,
+    },
 }
 
 /// Reacts to events.

@@ -84,7 +84,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             let ttl = i64::from(settings.activity_retention_days) * 86_400;
             let decls = db::indexes::load(dir.as_deref(), ttl)?;
             let apply = matches!(action, IndexAction::Apply);
-            let report = db::indexes::reconcile(&database, &decls, apply).await?;
+            let report = db::indexes::reconcile(&database, &decls, apply).await;
+            database.shutdown().await;
+            let report = report?;
             for line in &report {
                 println!("{:<14} {:<34} {}", line.collection, line.name, line.outcome);
             }
@@ -109,7 +111,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Seed(opts) => {
             let database = db::Db::connect(&settings.mongo).await?;
             let started = std::time::Instant::now();
-            let r = seed::seed(&database, &opts).await?;
+            let r = seed::seed(&database, &opts).await;
+            database.shutdown().await;
+            let r = r?;
             println!(
                 "seeded {} users, {} modules, {} progress, {} activity, {} notifications in {:.1}s",
                 r.users,

@@ -69,12 +69,20 @@ impl TokenService {
 
     /// The viewer a valid token stands for; any defect is an error.
     pub fn verify(&self, token: &str) -> Option<Viewer> {
+        self.verify_until(token).map(|(viewer, _)| viewer)
+    }
+
+    /// The viewer of a valid token and when the token expires (a
+    /// subscription socket is closed then).
+    pub fn verify_until(&self, token: &str) -> Option<(Viewer, chrono::DateTime<chrono::Utc>)> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
         let user_id = ObjectId::parse_str(&data.claims.sub).ok()?;
-        Some(Viewer {
+        let expires = chrono::DateTime::from_timestamp(data.claims.exp, 0)?;
+        let viewer = Viewer {
             user_id,
             role: data.claims.role,
-        })
+        };
+        Some((viewer, expires))
     }
 }
 

@@ -13,6 +13,7 @@ mod cache;
 mod graphql;
 mod jobs;
 mod limits;
+mod live;
 mod mongo;
 mod server;
 
@@ -26,6 +27,7 @@ pub use self::{
     graphql::{GraphqlSettings, PersistedMode},
     jobs::JobSettings,
     limits::LimitSettings,
+    live::LiveSettings,
     mongo::MongoSettings,
     server::{AppEnv, LogFormat},
 };
@@ -52,6 +54,8 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Persisted queries and the parsed-document cache.
     pub graphql: GraphqlSettings,
+    /// Subscriptions over WebSocket (`WS_*`).
+    pub live: LiveSettings,
     /// `GRAPHIQL`, default on outside production: serve GraphiQL on
     /// `GET /graphql` and `/` for browsers.
     pub graphiql: bool,
@@ -59,6 +63,9 @@ pub struct Settings {
     /// queries (`__schema`, `__type`); off in production so the schema is
     /// not handed to anyone who asks.
     pub introspection: bool,
+    /// `WEB_APP`, default on outside production: serve the web app at
+    /// `/app` (production serves the API alone unless asked).
+    pub web_app: bool,
     /// `ACTIVITY_RETENTION_DAYS`, default 365 (at least 1): how long activity
     /// entries are kept (TTL index on `activity.at`), so the collection does
     /// not grow forever.
@@ -143,6 +150,7 @@ impl Settings {
         let cache = CacheSettings::from_source(src)?;
         let jobs = JobSettings::from_source(src)?;
         let graphql = GraphqlSettings::from_source(src)?;
+        let live = LiveSettings::from_source(src)?;
 
         let activity_retention_days = parse_or(src, "ACTIVITY_RETENTION_DAYS", 365u32)?;
         if activity_retention_days == 0 {
@@ -159,8 +167,10 @@ impl Settings {
             cache,
             jobs,
             graphql,
+            live,
             graphiql: parse_bool(src, "GRAPHIQL", !production)?,
             introspection: parse_bool(src, "INTROSPECTION", !production)?,
+            web_app: parse_bool(src, "WEB_APP", !production)?,
             activity_retention_days,
         })
     }

@@ -31,16 +31,39 @@ use crate::{
 /// Counts the commands this process sent, by name (`find`, `aggregate`, …).
 ///
 /// Fed by the driver's command monitoring; read by `/metrics` and by tests
-/// that prove a statistic costs exactly one database command.
+/// that prove a statistic costs exactly one database command. On request
+/// ([`CommandCounter::keep_commands`]) it also keeps the command documents
+/// themselves, so that a test can `explain` every query the service sends.
 #[derive(Debug, Default)]
 pub struct CommandCounter {
     counts: Mutex<BTreeMap<String, u64>>,
+    keeping: std::sync::atomic::AtomicBool,
+    kept: Mutex<Vec<Document>>,
 }
 
 impl CommandCounter {
-    fn record(&self, name: &str) {
+    fn record(&self, name: &str, command: &Document) {
         let mut counts = self.counts.lock().expect("command counter poisoned");
         *counts.entry(name.to_string()).or_default() += 1;
+        drop(counts);
+        if self.keeping.load(std::sync::atomic::Ordering::Relaxed) {
+            self.kept
+                .lock()
+                .expect("command counter poisoned")
+                .push(command.clone());
+        }
+    }
+
+    /// Starts keeping a copy of every command sent from now on (tests only:
+    /// the copies are never dropped).
+    pub fn keep_commands(&self) {
+        self.keeping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The commands kept since [`CommandCounter::keep_commands`].
+    pub fn kept(&self) -> Vec<Document> {
+        self.kept.lock().expect("command counter poisoned").clone()
     }
 
     /// A copy of the counts so far.
@@ -154,7 +177,7 @@ impl Db {
         let counter = commands.clone();
         opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
             if let CommandEvent::Started(started) = ev {
-                counter.record(&started.command_name);
+                counter.record(&started.command_name, &started.command);
             }
         }));
         let pool = Arc::new(PoolGauges::default());
@@ -192,6 +215,17 @@ impl Db {
             text_search: Arc::default(),
             topology: Arc::default(),
         })
+    }
+
+    /// Closes the client's pools and stops its background tasks, waiting
+    /// for them. Short-lived commands (`seed`, `indexes`) call it before the
+    /// runtime shuts down: dropping the client with its pool workers still
+    /// running made the driver panic in its connection requester
+    /// (`SendError`) at exit.
+    pub async fn shutdown(self) {
+        let Db { client, db, .. } = self;
+        drop(db);
+        client.shutdown().await;
     }
 
     /// One round trip to the server; used at start and by `/ready`.

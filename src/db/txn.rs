@@ -49,9 +49,26 @@ impl Topology {
     }
 }
 
-/// Pause between two runs of a transaction body: a stepdown takes a moment
-/// to settle.
-const BACKOFF: Duration = Duration::from_millis(50);
+/// Shortest pause between two runs of a transaction body.
+const BACKOFF: Duration = Duration::from_millis(10);
+/// Longest pause: a stepdown takes a moment to settle.
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// Pause before asking again whether a commit went through.
+const COMMIT_PAUSE: Duration = Duration::from_millis(50);
+
+/// The pause before run `attempt` (1 for the first re-run): exponential,
+/// with full jitter, so that copies of one report racing each other (they
+/// meet on a write conflict or on the key's unique index) do not run again
+/// in lockstep and meet again.
+fn backoff(attempt: u32) -> Duration {
+    use rand::Rng;
+    let ceiling = BACKOFF
+        .saturating_mul(1 << attempt.min(6))
+        .min(BACKOFF_MAX);
+    let jitter = rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64);
+    BACKOFF / 2 + Duration::from_millis(jitter)
+}
 
 impl Db {
     /// What the deployment supports; asked once, then remembered (an
@@ -117,7 +134,9 @@ impl Db {
         let budget = self.op_timeout;
         let left = || budget.saturating_sub(started.elapsed());
         let mut session = self.run(self.client.start_session()).await?;
+        let mut attempt = 0;
         loop {
+            attempt += 1;
             self.run(session.start_transaction()).await?;
             let ran = tokio::time::timeout(left(), body(&mut session, &mut context)).await;
             let value = match ran {
@@ -129,9 +148,10 @@ impl Db {
                     // TransientTransactionError) may simply run it again.
                     let again = e.get_custom::<ApiError>().is_none()
                         && (is_transient(&e) || is_duplicate_key(&e));
-                    if again && left() > BACKOFF {
-                        tracing::debug!(error = %e, "transaction body failed; running it again");
-                        tokio::time::sleep(BACKOFF).await;
+                    let pause = backoff(attempt);
+                    if again && left() > pause {
+                        tracing::debug!(error = %e, attempt, "transaction body failed; running it again");
+                        tokio::time::sleep(pause).await;
                         continue;
                     }
                     return Err(ApiError::from(e));
@@ -141,6 +161,7 @@ impl Db {
                     return Err(ApiError::from(elapsed));
                 }
             };
+            let pause = backoff(attempt);
             loop {
                 let committed = tokio::time::timeout(left(), session.commit_transaction()).await;
                 match committed {
@@ -149,16 +170,16 @@ impl Db {
                     // idempotent, and the driver resends it with majority.
                     Ok(Err(e))
                         if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-                            && left() > BACKOFF =>
+                            && left() > COMMIT_PAUSE =>
                     {
                         tracing::debug!(error = %e, "commit result unknown; committing again");
-                        tokio::time::sleep(BACKOFF).await;
+                        tokio::time::sleep(COMMIT_PAUSE).await;
                     }
                     Ok(Err(e))
-                        if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && left() > BACKOFF =>
+                        if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && left() > pause =>
                     {
                         tracing::debug!(error = %e, "commit failed transiently; running again");
-                        tokio::time::sleep(BACKOFF).await;
+                        tokio::time::sleep(pause).await;
                         break;
                     }
                     Ok(Err(e)) => return Err(ApiError::from(e)),

@@ -30,6 +30,7 @@ use crate::{
     events::Events,
     graphql::pagination::CursorCodec,
     http::{metrics::Metrics, ratelimit::AuthLimiter},
+    live::Live,
 };
 
 /// The process-wide handles every resolver may use; cheap to clone.
@@ -49,6 +50,8 @@ pub struct Services {
     /// What domains tell each other after a write (a publish queues the
     /// notification fan-out).
     pub events: Events,
+    /// Live events for subscriptions, on every instance.
+    pub live: Live,
 }
 
 /// One request's own data: never shared with another request.

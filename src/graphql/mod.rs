@@ -12,6 +12,7 @@ pub mod limits;
 pub mod pagination;
 pub mod scalars;
 pub mod transport;
+pub mod ws;
 
 use async_graphql::ID;
 use bson::oid::ObjectId;

@@ -10,7 +10,11 @@ use std::sync::Arc;
 use async_graphql::{Executor, parser::types::OperationType};
 use axum::{
     body::Bytes,
-    extract::{RawQuery, State, rejection::BytesRejection},
+    extract::{
+        RawQuery, State,
+        rejection::BytesRejection,
+        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -19,6 +23,7 @@ use serde_json::{Value, json};
 use super::{
     context::RequestData,
     documents::{Documents, Refusal},
+    ws::{self, Sockets},
 };
 use crate::{
     auth::{TokenService, Viewer},
@@ -38,6 +43,8 @@ pub struct Endpoint<E> {
     pub trust_proxy: bool,
     /// Whether `GET /graphql` from a browser gets GraphiQL.
     pub graphiql: bool,
+    /// The subscription sockets of this instance (`graphql::ws`).
+    pub sockets: Arc<Sockets>,
 }
 
 /// The state of the GraphQL routes.
@@ -265,17 +272,7 @@ fn shape(response: async_graphql::Response, media: Media) -> Response {
     if let Some(errors) = body.get_mut("errors").and_then(Value::as_array_mut) {
         request_error = response.data == async_graphql::Value::Null
             && errors.iter().all(|e| e.get("path").is_none());
-        for error in errors {
-            let ext = error
-                .as_object_mut()
-                .map(|o| o.entry("extensions").or_insert_with(|| json!({})));
-            if let Some(Value::Object(ext)) = ext {
-                let code = ext
-                    .entry("code")
-                    .or_insert_with(|| json!(Code::BadUserInput.as_str()));
-                codes.push(public_code(code.as_str().unwrap_or_default()));
-            }
-        }
+        codes = code_errors(errors);
     }
     let status = if request_error {
         // "Before execution" (syntax, validation, variable coercion): the
@@ -299,6 +296,25 @@ fn shape(response: async_graphql::Response, media: Media) -> Response {
         codes,
     });
     resp
+}
+
+/// Gives every error an `extensions.code` (errors raised by parsing,
+/// validation and coercion have none and are the client's); returns the
+/// codes.
+pub(super) fn code_errors(errors: &mut [Value]) -> Vec<&'static str> {
+    let mut codes = Vec::with_capacity(errors.len());
+    for error in errors {
+        let ext = error
+            .as_object_mut()
+            .map(|o| o.entry("extensions").or_insert_with(|| json!({})));
+        if let Some(Value::Object(ext)) = ext {
+            let code = ext
+                .entry("code")
+                .or_insert_with(|| json!(Code::BadUserInput.as_str()));
+            codes.push(public_code(code.as_str().unwrap_or_default()));
+        }
+    }
+    codes
 }
 
 /// The public code named `code`, as a static label (INTERNAL for anything
@@ -394,13 +410,19 @@ fn is_json_body(headers: &HeaderMap) -> bool {
         )
 }
 
-/// `GET /graphql`: GraphiQL for a browser, else a query from the URL.
+/// `GET /graphql`: a WebSocket upgrade for subscriptions, GraphiQL for a
+/// browser, else a query from the URL.
 pub async fn get_graphql<E: Executor>(
     State(http): State<EndpointState<E>>,
     peer: Peer,
     headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Ok(upgrade) = upgrade {
+        let client = client_ip(&headers, peer.0, http.trust_proxy);
+        return ws::upgrade(http, upgrade, client);
+    }
     let query = query.unwrap_or_default();
     if query.is_empty() && accepts(&headers, "text/html") {
         return graphiql(&http);
@@ -417,6 +439,26 @@ pub async fn get_graphql<E: Executor>(
         }
     };
     execute(&*http, &headers, peer, Method::Get, media, request).await
+}
+
+/// `GET /graphql/ws`: subscriptions only; anything but an upgrade gets 426.
+pub async fn get_ws<E: Executor>(
+    State(http): State<EndpointState<E>>,
+    peer: Peer,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => {
+            let client = client_ip(&headers, peer.0, http.trust_proxy);
+            ws::upgrade(http, upgrade, client)
+        }
+        Err(_) => error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            Code::BadUserInput,
+            "this endpoint speaks graphql-transport-ws over WebSocket only",
+        ),
+    }
 }
 
 /// The request of a GET query string: `query`, `operationName`, and

@@ -61,6 +61,16 @@ pub mod names {
     pub const NOTIFICATIONS_FANNED_OUT: &str = "kairos_notifications_fanned_out_total";
     pub const NOTIFICATION_JOBS_FINISHED: &str = "kairos_notification_jobs_finished_total";
     pub const NOTIFICATION_JOB_RETRIES: &str = "kairos_notification_job_retries_total";
+    /// Open subscription sockets (gauge).
+    pub const WS_CONNECTIONS: &str = "kairos_ws_connections";
+    /// Active subscriptions over all sockets (gauge).
+    pub const WS_SUBSCRIPTIONS: &str = "kairos_ws_subscriptions";
+    /// Sockets closed by the server, by close code.
+    pub const WS_CLOSED: &str = "kairos_ws_closed_total";
+    /// Live events handed to a subscriber's socket.
+    pub const LIVE_DELIVERED: &str = "kairos_live_events_delivered_total";
+    /// Live events lost, by reason (lagged, redis_publish, redis_backlog).
+    pub const LIVE_DROPPED: &str = "kairos_live_events_dropped_total";
 }
 
 /// The metrics of one service; cheap to clone.
@@ -112,6 +122,21 @@ impl Metrics {
             names::MONGODB_COMMANDS,
             None,
             "MongoDB commands sent, by command name",
+        );
+        describe(
+            names::LIVE_DELIVERED,
+            None,
+            "live events sent to a subscription socket",
+        );
+        describe(
+            names::LIVE_DROPPED,
+            None,
+            "live events lost (at most once), by reason",
+        );
+        describe(
+            names::WS_CLOSED,
+            None,
+            "subscription sockets closed by the server, by close code",
         );
         describe(
             names::NOTIFICATIONS_FANNED_OUT,

@@ -2,13 +2,14 @@
 //! registration and login. Data access is in `users`, `progress` and
 //! `stats`; cache rules and progress writes in `service`.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Subscription};
 use bson::oid::ObjectId;
+use futures::{StreamExt, stream::BoxStream};
 
 use super::{
     credentials,
     model::{ActivityDoc, ActivityKind, ProgressDoc, ProgressStatus, Role, UserDoc},
-    progress, service, stats, users,
+    progress, service, stats, users, zone,
 };
 use crate::{
     auth::{Viewer, password},
@@ -49,6 +50,15 @@ impl User {
     }
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
+    }
+    /// IANA time zone name; "UTC" until the user sets one. Days, streaks
+    /// and activity series are counted in it.
+    async fn time_zone(&self) -> &str {
+        &self.0.time_zone
+    }
+    /// Whether the user appears on leaderboards; false until they opt in.
+    async fn leaderboard_opt_in(&self) -> bool {
+        self.0.leaderboard_opt_in
     }
 }
 
@@ -138,9 +148,14 @@ impl ProgressStats {
     async fn last_activity_at(&self) -> Option<DateTime> {
         self.0.last_activity_at.map(Into::into)
     }
-    /// Consecutive UTC calendar days with activity, ending today or yesterday.
+    /// Consecutive calendar days (in the learner's time zone) with at
+    /// least one activity entry, ending today or yesterday; 0 otherwise.
     async fn current_streak_days(&self) -> i64 {
         self.0.current_streak_days
+    }
+    /// The longest run of such days ever.
+    async fn longest_streak_days(&self) -> i64 {
+        self.0.longest_streak_days
     }
     /// One entry per category of the published catalogue, sorted by category.
     async fn by_category(&self) -> &[stats::CategoryStats] {
@@ -232,7 +247,7 @@ pub struct ProgressInput {
 
 /// Whose data a learner-scoped field reads: the viewer's own, or (for an
 /// admin) the given user's. A learner naming someone else is FORBIDDEN.
-fn subject(ctx: &Context<'_>, user_id: Option<ID>) -> GqlResult<ObjectId> {
+pub(super) fn subject(ctx: &Context<'_>, user_id: Option<ID>) -> GqlResult<ObjectId> {
     let viewer = ctx.require_viewer()?;
     match user_id {
         None => Ok(viewer.user_id),
@@ -326,16 +341,14 @@ impl LearnerQuery {
             .map(|c| ctx.cursors().decode(&scope, &c))
             .transpose()?;
         let with_total = ctx.selects("totalCount");
-        let (items, total) = service::progress_page(
-            ctx.db(),
-            ctx.cache(),
-            viewer.user_id,
+        let q = progress::ProgressPage {
             status,
-            after.as_ref(),
+            after,
             limit,
             with_total,
-        )
-        .await?;
+        };
+        let (items, total) =
+            service::progress_page(ctx.db(), ctx.cache(), viewer.user_id, &q).await?;
         let items: Vec<Progress> = items.into_iter().map(Progress).collect();
         Ok(Connection::with_total(
             page(ctx.cursors(), &scope, items, limit, |p: &Progress| {
@@ -394,7 +407,17 @@ impl LearnerQuery {
     }
 }
 
-/// Registration and login.
+/// The signed-in user's own settings; fields left out are unchanged.
+#[derive(InputObject)]
+pub struct UpdateMeInput {
+    /// Empty or blank clears it.
+    display_name: Option<String>,
+    /// An IANA time zone name; an unknown one is BAD_USER_INPUT.
+    time_zone: Option<String>,
+    leaderboard_opt_in: Option<bool>,
+}
+
+/// Registration, login and the user's own settings.
 #[derive(Default)]
 pub struct AuthMutation;
 
@@ -444,6 +467,61 @@ impl AuthMutation {
     }
 }
 
+#[Object]
+impl AccountMutation {
+    /// The signed-in user's own settings; fields left out are unchanged.
+    async fn update_me(&self, ctx: &Context<'_>, input: UpdateMeInput) -> GqlResult<User> {
+        let viewer = ctx.require_viewer()?;
+        let settings = users::Settings {
+            display_name: input
+                .display_name
+                .map(|n| credentials::validate_display_name(Some(n)))
+                .transpose()?,
+            time_zone: input
+                .time_zone
+                .map(|z| zone::parse(z.trim()).map(|tz| tz.name().to_string()))
+                .transpose()?,
+            leaderboard_opt_in: input.leaderboard_opt_in,
+        };
+        let user =
+            service::update_settings(ctx.db(), ctx.cache(), viewer.user_id, &settings).await?;
+        Ok(User(user))
+    }
+}
+
+/// The user's own settings.
+#[derive(Default)]
+pub struct AccountMutation;
+
+/// Progress as it changes, from any device and any instance.
+#[derive(Default)]
+pub struct ProgressSubscription;
+
+#[Subscription]
+impl ProgressSubscription {
+    /// The signed-in learner's progress as it changes; an admin may pass
+    /// another userId (FORBIDDEN for anyone else, as for queries).
+    async fn progress_changed(
+        &self,
+        ctx: &Context<'_>,
+        user_id: Option<ID>,
+    ) -> async_graphql::Result<BoxStream<'static, Progress>> {
+        let subject = subject(ctx, user_id)?;
+        Ok(ctx
+            .services()
+            .live
+            .subscribe(crate::live::Topic::Progress, subject)
+            .filter_map(|doc| {
+                std::future::ready(
+                    bson::from_document::<ProgressDoc>((*doc).clone())
+                        .ok()
+                        .map(Progress),
+                )
+            })
+            .boxed())
+    }
+}
+
 /// Progress writes.
 #[derive(Default)]
 pub struct ProgressMutation;
@@ -454,7 +532,14 @@ impl ProgressMutation {
     async fn start_module(&self, ctx: &Context<'_>, module_id: ID) -> GqlResult<Progress> {
         let viewer = ctx.require_viewer()?;
         let module_id = parse_id(&module_id, "moduleId")?;
-        let started = service::start(ctx.db(), ctx.cache(), viewer.user_id, module_id).await?;
+        let started = service::start(
+            ctx.db(),
+            ctx.cache(),
+            &ctx.services().events,
+            viewer.user_id,
+            module_id,
+        )
+        .await?;
         Ok(Progress(started))
     }
 
@@ -474,7 +559,14 @@ impl ProgressMutation {
             input.completed,
             input.idempotency_key,
         )?;
-        let recorded = service::record(ctx.db(), ctx.cache(), viewer.user_id, report).await?;
+        let recorded = service::record(
+            ctx.db(),
+            ctx.cache(),
+            &ctx.services().events,
+            viewer.user_id,
+            report,
+        )
+        .await?;
         Ok(Progress(recorded))
     }
 }

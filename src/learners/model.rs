@@ -17,11 +17,34 @@ pub struct UserDoc {
     pub display_name: Option<String>,
     pub role: Role,
     pub created_at: bson::DateTime,
+    /// IANA zone name; documents written by other tools may lack it.
+    #[serde(default = "default_zone")]
+    pub time_zone: String,
+    /// Whether the user appears on leaderboards; false when absent.
+    #[serde(default)]
+    pub leaderboard_opt_in: bool,
+}
+
+fn default_zone() -> String {
+    super::zone::DEFAULT_ZONE.to_string()
+}
+
+impl UserDoc {
+    /// The name leaderboards show: the display name, else the username.
+    pub fn public_name(&self) -> &str {
+        self.display_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.username)
+    }
 }
 
 /// The projection of [`UserDoc`]: never `password_hash`.
 pub fn user_projection() -> Document {
-    doc! { "email": 1, "username": 1, "display_name": 1, "role": 1, "created_at": 1 }
+    doc! {
+        "email": 1, "username": 1, "display_name": 1, "role": 1, "created_at": 1,
+        "time_zone": 1, "leaderboard_opt_in": 1,
+    }
 }
 
 /// A learner's state on one module.

@@ -202,9 +202,18 @@ async fn append_activity(
     Ok(())
 }
 
+/// What a write left: the progress document as committed, and whether
+/// this call changed anything (a started module, or a report answered
+/// from its idempotency key, changes nothing).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub progress: ProgressDoc,
+    pub changed: bool,
+}
+
 /// Starts a module for a learner; a started module is returned unchanged.
 /// The progress document and its `started` entry are written together.
-pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<ProgressDoc> {
+pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<Written> {
     // The handles travel in the context: the body's future may only borrow
     // what outlives the session's borrow.
     db.as_one_unit(db, |mut session, db| {
@@ -237,7 +246,10 @@ pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult
                 );
                 append_activity(db, &mut session, vec![entry]).await?;
             }
-            Ok(after)
+            Ok(Written {
+                changed: after.id == new_id,
+                progress: after,
+            })
         })
     })
     .await
@@ -315,7 +327,7 @@ async fn first_answer(
 /// answer and writes nothing. Two copies racing each other meet on the
 /// unique (user, key) index: the loser's transaction runs again and finds
 /// the winner's answer.
-pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<ProgressDoc> {
+pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<Written> {
     let hash = report.key.as_ref().map(|_| report_hash(report));
     db.as_one_unit((db, report), |mut session, context| {
         let (db, report): (&Db, &Report) = *context;
@@ -325,7 +337,10 @@ pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<Pr
             if let (Some(key), Some(hash)) = (key, hash.as_deref())
                 && let Some(first) = first_answer(db, &mut session, user_id, key, hash).await?
             {
-                return Ok(first);
+                return Ok(Written {
+                    progress: first,
+                    changed: false,
+                });
             }
             let after = apply_report(db, &mut session, user_id, report).await?;
             if let (Some(key), Some(hash)) = (key, hash) {
@@ -344,7 +359,10 @@ pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<Pr
                         .upsert(true)
                 )?;
             }
-            Ok(after)
+            Ok(Written {
+                progress: after,
+                changed: true,
+            })
         })
     })
     .await
@@ -441,16 +459,30 @@ pub fn progress_key(p: &ProgressDoc) -> ProgressKey {
     (p.updated_at.timestamp_millis(), p.id.to_hex())
 }
 
+/// Which page of a learner's progress list (`myProgress`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgressPage {
+    pub status: Option<ProgressStatus>,
+    pub after: Option<ProgressKey>,
+    pub limit: i64,
+    /// Whether the size of the whole list is wanted too.
+    pub with_total: bool,
+}
+
 /// One page of a learner's progress, newest update first, and the total
 /// when asked, in one command.
 pub async fn list(
     db: &Db,
     user_id: ObjectId,
-    status: Option<ProgressStatus>,
-    after: Option<&ProgressKey>,
-    limit: i64,
-    with_total: bool,
+    q: &ProgressPage,
 ) -> ApiResult<(Vec<ProgressDoc>, i64)> {
+    let ProgressPage {
+        status,
+        after,
+        limit,
+        with_total,
+    } = q;
+    let (limit, with_total) = (*limit, *with_total);
     let mut filter = doc! { "user_id": user_id };
     if let Some(s) = status {
         filter.insert("status", s.as_str());
@@ -461,7 +493,10 @@ pub async fn list(
             collection: names::PROGRESS,
             filter,
             sort: doc! { "updated_at": -1, "_id": -1 },
-            after: after.map(|k| before_match("updated_at", k)).transpose()?,
+            after: after
+                .as_ref()
+                .map(|k| before_match("updated_at", k))
+                .transpose()?,
             projection: None,
             limit,
             with_total,

@@ -4,16 +4,21 @@
 
 use bson::oid::ObjectId;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    model::{ActivityDoc, ProgressDoc, ProgressStatus},
-    progress::{self, ActivityKey, ProgressKey, Report},
-    stats,
+    analytics::{self, Day, Period},
+    leaderboard,
+    model::{ActivityDoc, ProgressDoc, UserDoc},
+    progress::{self, ActivityKey, ProgressPage, Report, Written},
+    stats, users,
 };
 use crate::{
     cache::{Cache, Scope, TtlClass, digest},
     catalogue::service::CATALOGUE,
     db::Db,
     error::{ApiError, ApiResult},
+    events::{Event, Events},
 };
 
 /// A learner's statistics (`CACHE_TTL_STATS_SECS`).
@@ -38,19 +43,12 @@ pub async fn progress_page(
     db: &Db,
     cache: &Cache,
     user_id: ObjectId,
-    status: Option<ProgressStatus>,
-    after: Option<&ProgressKey>,
-    limit: i64,
-    with_total: bool,
+    q: &ProgressPage,
 ) -> ApiResult<(Vec<ProgressDoc>, i64)> {
-    let key = format!(
-        "{}:{}",
-        user_id.to_hex(),
-        digest(&(status.map(|s| s.as_str()), after, limit, with_total))
-    );
+    let key = format!("{}:{}", user_id.to_hex(), digest(q));
     cache
         .get_or_compute(PROGRESS, &key, &[scope(user_id)], || {
-            progress::list(db, user_id, status, after, limit, with_total)
+            progress::list(db, user_id, q)
         })
         .await
 }
@@ -85,16 +83,102 @@ pub async fn history_page(
         .await
 }
 
+/// A learner's activity per day over [from, to) in their zone: one
+/// aggregation on a miss, cached with the learner's data (and so exact
+/// after their writes and after a change of zone).
+pub async fn activity_series(
+    db: &Db,
+    cache: &Cache,
+    user_id: ObjectId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<Vec<Day>> {
+    analytics::check_range(from, to)?;
+    let key = format!("{}:series:{}", user_id.to_hex(), digest(&(from, to)));
+    let computed = cache
+        .get_or_compute(STATS, &key, &[scope(user_id)], || async move {
+            let found = analytics::buckets(db, user_id, from, to, from).await?;
+            Ok(found.map(|(tz, buckets)| analytics::series(tz, &buckets, from, to)))
+        })
+        .await?;
+    computed.ok_or_else(stats::unknown_user)
+}
+
+/// A learner's figures over [from, to) and the range of the same length
+/// before it: one aggregation on a miss, cached like the statistics.
+pub async fn period_comparison(
+    db: &Db,
+    cache: &Cache,
+    user_id: ObjectId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> ApiResult<(Period, Period)> {
+    analytics::check_range(from, to)?;
+    let before = from - (to - from);
+    let key = format!("{}:period:{}", user_id.to_hex(), digest(&(from, to)));
+    let computed = cache
+        .get_or_compute(STATS, &key, &[scope(user_id)], || async move {
+            let found = analytics::buckets(db, user_id, before, to, from).await?;
+            Ok(found.map(|(tz, buckets)| {
+                (
+                    analytics::period(tz, &buckets, true, from, to),
+                    analytics::period(tz, &buckets, false, before, from),
+                )
+            }))
+        })
+        .await?;
+    computed.ok_or_else(stats::unknown_user)
+}
+
+/// Applies a user's own settings. A new zone changes their days (stats,
+/// series); a new opt-in changes who is on the leaderboards, which the
+/// next read of any leaderboard must show.
+pub async fn update_settings(
+    db: &Db,
+    cache: &Cache,
+    user_id: ObjectId,
+    settings: &users::Settings,
+) -> ApiResult<UserDoc> {
+    let updated = users::update_settings(db, user_id, settings).await;
+    let mut stale = vec![scope(user_id)];
+    if settings.leaderboard_opt_in.is_some() {
+        stale.push(leaderboard::MEMBERS);
+    }
+    cache.invalidate(&stale).await;
+    updated?.ok_or_else(stats::unknown_user)
+}
+
 /// Drops what a progress write makes stale: the learner's own data and
 /// the school-wide figures.
 async fn invalidate(cache: &Cache, user_id: ObjectId) {
     cache.invalidate(&[scope(user_id), ALL_PROGRESS]).await;
 }
 
+/// Tells the subscribers of `user_id` about a committed progress write,
+/// once: called after the commit (the transaction's retries are behind
+/// it), and not for a write that changed nothing (a started module, a
+/// report answered from its idempotency key).
+async fn announce(events: &Events, user_id: ObjectId, written: &ApiResult<Written>) {
+    let Ok(Written {
+        progress,
+        changed: true,
+    }) = written
+    else {
+        return;
+    };
+    if let Ok(progress) = bson::to_document(progress) {
+        // The live hub never fails an emit.
+        let _ = events
+            .emit(Event::ProgressChanged { user_id, progress })
+            .await;
+    }
+}
+
 /// Starts a published module (idempotent).
 pub async fn start(
     db: &Db,
     cache: &Cache,
+    events: &Events,
     user_id: ObjectId,
     module_id: ObjectId,
 ) -> ApiResult<ProgressDoc> {
@@ -104,13 +188,15 @@ pub async fn start(
     let started = progress::start(db, user_id, module_id).await;
     // Also after a failure: on a standalone server part of it may stand.
     invalidate(cache, user_id).await;
-    started
+    announce(events, user_id, &started).await;
+    started.map(|w| w.progress)
 }
 
 /// Records a report on a published module.
 pub async fn record(
     db: &Db,
     cache: &Cache,
+    events: &Events,
     user_id: ObjectId,
     report: Report,
 ) -> ApiResult<ProgressDoc> {
@@ -120,5 +206,6 @@ pub async fn record(
     let recorded = progress::record(db, user_id, &report).await;
     // Also after a failure: on a standalone server part of it may stand.
     invalidate(cache, user_id).await;
-    recorded
+    announce(events, user_id, &recorded).await;
+    recorded.map(|w| w.progress)
 }

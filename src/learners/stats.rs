@@ -17,10 +17,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bson::{Document, doc, oid::ObjectId};
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::zone;
 use crate::{
     db::{Db, names},
     error::{ApiError, ApiResult},
@@ -49,6 +50,8 @@ pub struct Stats {
     pub average_score: Option<f64>,
     pub last_activity_at: Option<bson::DateTime>,
     pub current_streak_days: i64,
+    #[serde(default)]
+    pub longest_streak_days: i64,
     pub by_category: Vec<CategoryStats>,
 }
 
@@ -80,13 +83,16 @@ pub struct Raw {
     pub activity_at: Vec<bson::DateTime>,
     #[serde(default)]
     pub catalogue: Vec<CatalogueEntry>,
+    /// The learner's zone (absent in documents written by other tools).
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 /// The single pipeline, run on `users`.
 pub fn pipeline(user_id: ObjectId) -> Vec<Document> {
     vec![
         doc! { "$match": { "_id": user_id } },
-        doc! { "$project": { "_id": 1 } },
+        doc! { "$project": { "_id": 1, "time_zone": 1 } },
         doc! { "$lookup": {
             "from": names::PROGRESS, "localField": "_id", "foreignField": "user_id", "as": "progress",
         } },
@@ -111,6 +117,7 @@ pub fn pipeline(user_id: ObjectId) -> Vec<Document> {
             } } },
             "activity_at": { "$map": { "input": "$activity", "as": "a", "in": "$$a.at" } },
             "catalogue": 1,
+            "time_zone": 1,
         } },
     ]
 }
@@ -127,14 +134,14 @@ pub async fn compute(db: &Db, user_id: ObjectId) -> ApiResult<Option<Stats>> {
         )
         .await?;
     let docs: Vec<Raw> = db.run(cursor.try_collect()).await?;
-    Ok(docs
-        .into_iter()
-        .next()
-        .map(|raw| assemble(raw, Utc::now().date_naive())))
+    Ok(docs.into_iter().next().map(|raw| assemble(raw, Utc::now())))
 }
 
-/// Combines the pipeline's document into the statistics, as of `today`.
-pub fn assemble(raw: Raw, today: NaiveDate) -> Stats {
+/// Combines the pipeline's document into the statistics, as of `now`;
+/// days are counted in the learner's zone.
+pub fn assemble(raw: Raw, now: DateTime<Utc>) -> Stats {
+    let tz = zone::stored(raw.time_zone.as_deref().unwrap_or(zone::DEFAULT_ZONE));
+    let today = zone::local_date(now, tz);
     #[derive(Default)]
     struct Acc {
         total: i64,
@@ -174,7 +181,7 @@ pub fn assemble(raw: Raw, today: NaiveDate) -> Stats {
     let days: Vec<NaiveDate> = raw
         .activity_at
         .iter()
-        .map(|at| at.to_chrono().date_naive())
+        .map(|at| zone::local_date(at.to_chrono(), tz))
         .collect();
     let mean = |sum: f64, n: i64| (n > 0).then(|| sum / n as f64);
     let (mut total, mut in_progress, mut completed, mut time, mut score_sum, mut score_count) =
@@ -210,12 +217,30 @@ pub fn assemble(raw: Raw, today: NaiveDate) -> Stats {
         total_time_seconds: time,
         average_score: mean(score_sum, score_count),
         last_activity_at: last_activity,
+        longest_streak_days: longest_streak(days.clone()),
         current_streak_days: streak(days, today),
         by_category,
     }
 }
 
-/// Consecutive UTC days with activity ending today or yesterday; 0 otherwise.
+/// The longest run of consecutive days in `days` (any order, repeats allowed).
+pub fn longest_streak(mut days: Vec<NaiveDate>) -> i64 {
+    days.sort_unstable();
+    days.dedup();
+    let (mut best, mut run) = (0, 0);
+    let mut previous: Option<NaiveDate> = None;
+    for day in days {
+        run = match previous {
+            Some(p) if p.succ_opt() == Some(day) => run + 1,
+            _ => 1,
+        };
+        best = best.max(run);
+        previous = Some(day);
+    }
+    best
+}
+
+/// Consecutive days with activity ending today or yesterday; 0 otherwise.
 pub fn streak(mut days: Vec<NaiveDate>, today: NaiveDate) -> i64 {
     days.sort_unstable_by(|a, b| b.cmp(a));
     days.dedup();
@@ -249,6 +274,66 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn noon(s: &str) -> DateTime<Utc> {
+        d(s).and_hms_opt(12, 0, 0).unwrap().and_utc()
+    }
+
+    #[test]
+    fn the_longest_streak_is_the_longest_run_ever() {
+        assert_eq!(longest_streak(vec![]), 0);
+        assert_eq!(longest_streak(vec![d("2026-01-05")]), 1);
+        let days = vec![
+            d("2026-01-01"),
+            d("2026-01-02"),
+            d("2026-01-02"),
+            d("2026-01-03"),
+            d("2026-02-10"),
+            d("2026-02-11"),
+            d("2025-12-31"),
+        ];
+        assert_eq!(longest_streak(days), 4);
+    }
+
+    #[test]
+    fn streaks_follow_the_learner_s_midnight() {
+        // Activity at 07:30Z on two consecutive UTC days: in Los Angeles
+        // (UTC-8) those are the 19th and 20th; at 06:00Z on the 21st it is
+        // still the 20th there, so the streak is alive and 2 long, while
+        // in UTC "today" is the 21st and the streak also counts 2.
+        let raw = |zone: &str| Raw {
+            activity_at: vec![
+                bson::DateTime::parse_rfc3339_str("2026-11-19T07:30:00Z").unwrap(),
+                bson::DateTime::parse_rfc3339_str("2026-11-20T07:30:00Z").unwrap(),
+            ],
+            time_zone: Some(zone.into()),
+            ..Raw::default()
+        };
+        let now = DateTime::parse_from_rfc3339("2026-11-22T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // Los Angeles: days 18th and 19th; today is the 21st: broken.
+        assert_eq!(
+            assemble(raw("America/Los_Angeles"), now).current_streak_days,
+            0
+        );
+        // UTC: days 19th and 20th; today the 22nd: broken as well.
+        assert_eq!(assemble(raw("UTC"), now).current_streak_days, 0);
+        // Auckland (UTC+13): days 19th and 20th at 20:30; today is the 22nd
+        // at 19:00: broken; at 2026-11-21T06:00Z it is the 21st 19:00 there.
+        let earlier = DateTime::parse_from_rfc3339("2026-11-21T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = assemble(raw("Pacific/Auckland"), earlier);
+        assert_eq!((s.current_streak_days, s.longest_streak_days), (2, 2));
+        // The same instant in Los Angeles is the 20th 22:00: alive too.
+        assert_eq!(
+            assemble(raw("America/Los_Angeles"), earlier).current_streak_days,
+            2
+        );
+        // In UTC it is the 21st: yesterday (20th) ends the run: alive.
+        assert_eq!(assemble(raw("UTC"), earlier).current_streak_days, 2);
     }
 
     #[test]
@@ -321,8 +406,9 @@ mod tests {
                 bson::DateTime::from_millis(1_795_219_199_000), // 2026-11-20T23:59:59Z
                 bson::DateTime::from_millis(1_795_219_201_000), // 2026-11-21T00:00:01Z
             ],
+            time_zone: None,
         };
-        let s = assemble(raw, d("2026-11-21"));
+        let s = assemble(raw, noon("2026-11-21"));
         assert_eq!(s.modules_total, 4);
         assert_eq!(s.modules_started, 2);
         assert_eq!(s.modules_completed, 1);
@@ -341,7 +427,7 @@ mod tests {
 
     #[test]
     fn an_empty_catalogue_has_a_zero_completion_rate() {
-        let s = assemble(Raw::default(), d("2026-11-21"));
+        let s = assemble(Raw::default(), noon("2026-11-21"));
         assert_eq!(
             (s.modules_total, s.completion_rate, s.average_score),
             (0, 0.0, None)

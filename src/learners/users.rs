@@ -3,7 +3,10 @@
 use bson::{Document, doc, oid::ObjectId};
 use serde::Deserialize;
 
-use super::model::{Role, UserDoc, user_projection};
+use super::{
+    model::{Role, UserDoc, user_projection},
+    zone,
+};
 use crate::{
     db::{Db, names},
     error::{ApiError, ApiResult, is_duplicate_key},
@@ -30,6 +33,8 @@ pub fn user_document(id: ObjectId, user: &NewUser, now: bson::DateTime) -> Docum
         "password_hash": &user.password_hash,
         "role": user.role.as_str(),
         "created_at": now,
+        "time_zone": zone::DEFAULT_ZONE,
+        "leaderboard_opt_in": false,
     }
 }
 
@@ -43,7 +48,8 @@ pub async fn register(db: &Db, user: NewUser) -> ApiResult<UserDoc> {
     db.as_one_unit((db, &document), |session, context| {
         let (db, document): (&Db, &Document) = *context;
         Box::pin(async move {
-            let insert = db.raw(names::USERS).insert_one(document);
+            let users = db.raw(names::USERS);
+            let insert = users.insert_one(document);
             let inserted = match session {
                 Some(s) => insert.session(s).await,
                 None => insert.await,
@@ -72,6 +78,8 @@ pub async fn register(db: &Db, user: NewUser) -> ApiResult<UserDoc> {
         display_name: user.display_name,
         role: user.role,
         created_at: now,
+        time_zone: zone::DEFAULT_ZONE.to_string(),
+        leaderboard_opt_in: false,
     })
 }
 
@@ -120,4 +128,43 @@ pub async fn exists(db: &Db, field: &str, value: &str) -> ApiResult<bool> {
         )
         .await?;
     Ok(found.is_some())
+}
+
+/// A validated `updateMe`: only the fields given change.
+#[derive(Debug, Default, Clone)]
+pub struct Settings {
+    /// `Some(None)` clears the display name.
+    pub display_name: Option<Option<String>>,
+    pub time_zone: Option<String>,
+    pub leaderboard_opt_in: Option<bool>,
+}
+
+/// Applies `settings` to a user in one atomic update and returns the user
+/// as it is after it; `None` for an unknown user.
+pub async fn update_settings(
+    db: &Db,
+    id: ObjectId,
+    settings: &Settings,
+) -> ApiResult<Option<UserDoc>> {
+    let mut set = Document::new();
+    if let Some(name) = &settings.display_name {
+        set.insert("display_name", name.as_deref());
+    }
+    if let Some(zone) = &settings.time_zone {
+        set.insert("time_zone", zone);
+    }
+    if let Some(opt_in) = settings.leaderboard_opt_in {
+        set.insert("leaderboard_opt_in", opt_in);
+    }
+    if set.is_empty() {
+        return find_by_id(db, id).await;
+    }
+    db.run(
+        db.collection::<UserDoc>(names::USERS)
+            .find_one_and_update(doc! { "_id": id }, doc! { "$set": set })
+            .projection(user_projection())
+            .return_document(mongodb::options::ReturnDocument::After)
+            .max_time(db.op_timeout),
+    )
+    .await
 }

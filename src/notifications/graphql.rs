@@ -1,8 +1,9 @@
 //! The notifications' GraphQL face: a learner's notifications, the unread
 //! count, marking them read.
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, Object, Subscription};
 use bson::oid::ObjectId;
+use futures::{StreamExt, stream::BoxStream};
 
 use super::{NotificationDoc, repo};
 use crate::{
@@ -99,6 +100,33 @@ impl NotificationQuery {
     async fn unread_notification_count(&self, ctx: &Context<'_>) -> GqlResult<i64> {
         let viewer = ctx.require_viewer()?;
         Ok(repo::unread_count(ctx.db(), viewer.user_id).await?)
+    }
+}
+
+/// Notifications as they are created.
+#[derive(Default)]
+pub struct NotificationSubscription;
+
+#[Subscription]
+impl NotificationSubscription {
+    /// The signed-in user's notifications, as they are created.
+    async fn notification_added(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<BoxStream<'static, Notification>> {
+        let viewer = ctx.require_viewer()?;
+        Ok(ctx
+            .services()
+            .live
+            .subscribe(crate::live::Topic::Notification, viewer.user_id)
+            .filter_map(|doc| {
+                std::future::ready(
+                    bson::from_document::<NotificationDoc>((*doc).clone())
+                        .ok()
+                        .map(Notification),
+                )
+            })
+            .boxed())
     }
 }
 

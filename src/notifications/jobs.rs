@@ -41,7 +41,7 @@ use crate::{
     config::{JobSettings, MongoSettings},
     db::{Db, names},
     error::{ApiError, ApiResult, DUPLICATE_KEY},
-    events::{Event, Listener},
+    events::{Event, Events, Listener},
     http::metrics::Metrics,
 };
 
@@ -202,6 +202,22 @@ fn only_duplicates(err: &mongodb::error::Error) -> bool {
     }
 }
 
+/// The documents of an unordered batch that did go in: all but those
+/// whose index failed on a duplicate key.
+fn without_duplicates(docs: Vec<Document>, err: &mongodb::error::Error) -> Vec<Document> {
+    use mongodb::error::ErrorKind;
+    let failed: std::collections::HashSet<usize> = match err.kind.as_ref() {
+        ErrorKind::InsertMany(e) => e.write_errors.iter().flatten().map(|w| w.index).collect(),
+        // A single duplicate without indexes: tell nobody rather than twice.
+        _ => return Vec::new(),
+    };
+    docs.into_iter()
+        .enumerate()
+        .filter(|(i, _)| !failed.contains(i))
+        .map(|(_, d)| d)
+        .collect()
+}
+
 /// The delay before retry number `attempts` (1-based): `base`, doubled per
 /// attempt, at most five minutes.
 pub fn backoff(base: Duration, attempts: i32) -> Duration {
@@ -257,6 +273,7 @@ impl Listener for FanOut {
             Event::ModuleDeleted { module_id } => {
                 cancel_for_module(&self.db, *module_id).await?;
             }
+            Event::ProgressChanged { .. } | Event::NotificationsAdded { .. } => {}
         }
         Ok(())
     }
@@ -270,6 +287,8 @@ pub struct WorkerDeps {
     pub metrics: Metrics,
     /// Wakes the worker when this instance queued a job.
     pub signal: Arc<JobSignal>,
+    /// Announces each batch of notifications inserted (live updates).
+    pub events: Events,
 }
 
 /// How one claimed job ended for this worker.
@@ -286,6 +305,7 @@ struct Worker {
     settings: JobSettings,
     metrics: Metrics,
     signal: Arc<JobSignal>,
+    events: Events,
     db: Db,
     owner: String,
     stop: watch::Receiver<bool>,
@@ -310,6 +330,7 @@ pub async fn run_worker(deps: WorkerDeps, stop: watch::Receiver<bool>) {
         settings: deps.settings,
         metrics: deps.metrics,
         signal: deps.signal,
+        events: deps.events,
         db,
         stop,
         last_gauges: None,
@@ -455,20 +476,21 @@ impl Worker {
                     }
                 })
                 .collect();
-            match db
+            let inserted = match db
                 .run_keep(
                     db.raw(names::NOTIFICATIONS)
-                        .insert_many(docs)
+                        .insert_many(docs.clone())
                         .ordered(false),
                 )
                 .await?
             {
-                Ok(_) => {}
+                Ok(_) => docs,
                 Err(e) if only_duplicates(&e) => {
                     tracing::info!(job = %job.id, "a batch was partly inserted before; duplicates skipped");
+                    without_duplicates(docs, &e)
                 }
                 Err(e) => return Err(ApiError::from(e)),
-            }
+            };
             let advanced = db
                 .run(db.raw(names::JOBS).update_one(
                     self.mine(job),
@@ -483,6 +505,16 @@ impl Worker {
             }
             job.resume_after = Some(last);
             job.notified += ids.len() as i64;
+            // Only the notifications this round inserted: a learner told
+            // in an earlier, interrupted round is not told twice.
+            let notifications = inserted
+                .into_iter()
+                .filter_map(|d| Some((d.get_object_id("user_id").ok()?, d)))
+                .collect();
+            let _ = self
+                .events
+                .emit(Event::NotificationsAdded { notifications })
+                .await;
             self.metrics
                 .counter(metric_names::SENT, vec![])
                 .increment(ids.len() as u64);

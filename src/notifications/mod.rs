@@ -10,7 +10,9 @@ pub mod repo;
 use bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 
-pub use graphql::{Notification, NotificationMutation, NotificationQuery};
+pub use graphql::{
+    Notification, NotificationMutation, NotificationQuery, NotificationSubscription,
+};
 pub use jobs::FanOut;
 
 /// One `notifications` document.

@@ -2,13 +2,16 @@
 //! real service spawned on port 0 against the surrogate database.
 
 mod admin;
+mod analytics;
 mod cache;
 mod catalogue;
+mod explain;
 mod faults;
 mod graphql_over_http;
 mod helpers;
 mod indexes;
 mod learners;
+mod live;
 mod notifications;
 mod protection;
 mod schema;

@@ -301,3 +301,218 @@ async fn with_graphiql_off_neither_the_page_nor_its_assets_are_served() {
     let body: serde_json::Value = asset_off.json().await.unwrap();
     assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND");
 }
+
+// ------------------------------------------------------------ the web app
+
+/// The signing secret of the web-app test, so that it can forge an expired
+/// token.
+const WEB_APP_JWT_SECRET: &str = "web-app-test-secret-of-at-least-32-bytes";
+
+/// Markdown of the first module: real formatting, and HTML injections that
+/// must neither run nor load anything.
+const INJECTED_MARKDOWN: &str = "## What you will learn\n\nTo render Markdown **safely**.\n\n\
+    <script>window.__xss = 1</script>\n\n\
+    <img src=\"https://evil.example/x.png\" onerror=\"window.__xss = 2\" alt=\"remote\">\n\n\
+    [a link](javascript:window.__xss=3) and <iframe src=\"https://evil.example/\"></iframe>\n\n\
+    <a href=\"#/catalogue\" onclick=\"window.__xss = 4\">back</a>\n";
+
+/// Fourteen published modules over three categories and three levels (the
+/// first with `INJECTED_MARKDOWN`), and one draft; returns the first's
+/// (slug, title).
+async fn seed_catalogue(app: &TestApp) -> (usize, String, String) {
+    const NAMES: [&str; 14] = [
+        "Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta", "Iota", "Kappa",
+        "Lambda", "Mu", "Nu", "Xi",
+    ];
+    let mut docs: Vec<_> = NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let slug = format!("web-{}", name.to_lowercase());
+            let category = ["web", "data", "ops"][i % 3];
+            let level = ["beginner", "intermediate", "advanced"][(i / 3) % 3];
+            let mut fields = doc! {
+                "title": format!("{name} of the web"),
+                "category": category,
+                "level": level,
+            };
+            if i == 0 {
+                fields.insert("content", INJECTED_MARKDOWN);
+            }
+            module(&slug, i as i32 + 1, fields)
+        })
+        .collect();
+    docs.push(module("web-draft", 99, doc! { "published": false }));
+    app.insert_modules(docs).await;
+    (NAMES.len(), "web-alpha".into(), "Alpha of the web".into())
+}
+
+/// A token for `user_id` that expired an hour ago, signed like the
+/// service's own.
+fn expired_token(user_id: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({ "sub": user_id, "role": "learner", "iat": now - 7200, "exp": now - 3600 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(WEB_APP_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn webapp_manifest() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/webapp/persisted-query-manifest.json")
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_web_app_serves_learners_and_admins_in_headless_chromium() {
+    if !enabled("webapp", true) {
+        return;
+    }
+    // The data is arranged through a second instance on the same database,
+    // since the one the browser uses runs the app's manifest only.
+    let arrange = spawn_app_with(&[("WORKER_ENABLED", "false")]).await;
+    let (count, slug, title) = seed_catalogue(&arrange).await;
+    arrange.admin_token().await;
+    let (_, expiring) = arrange.register("expiring_learner").await;
+    let database = arrange.state.settings.mongo.database.clone();
+    let manifest = webapp_manifest();
+    let app = spawn_app_with(&[
+        ("MONGODB_DB", database.as_str()),
+        ("PERSISTED_QUERIES", "allowlist"),
+        ("PERSISTED_QUERIES_MANIFEST", manifest.as_str()),
+        ("JWT_SECRET", WEB_APP_JWT_SECRET),
+        ("JOB_POLL_MS", "200"),
+    ])
+    .await;
+    let screenshots = std::env::var("KAIROS_SCREENSHOTS").unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/web/screenshots")
+            .display()
+            .to_string()
+    });
+
+    run_node(
+        "webapp.test.mjs",
+        &[
+            ("KAIROS_URL", app.address.clone()),
+            ("KAIROS_MODULE_COUNT", count.to_string()),
+            (
+                "KAIROS_FIRST_MODULE",
+                json!({ "slug": slug, "title": title }).to_string(),
+            ),
+            ("KAIROS_ADMIN_LOGIN", "root".into()),
+            ("KAIROS_ADMIN_PASSWORD", "admin password 123".into()),
+            ("KAIROS_EXPIRED_TOKEN", expired_token(&expiring)),
+            ("KAIROS_SCREENSHOTS", screenshots),
+        ],
+    )
+    .await;
+}
+
+/// The asset URLs the web app's page names.
+fn webapp_asset_urls(page: &str) -> Vec<String> {
+    page.split('"')
+        .filter(|s| s.starts_with("/app/assets/"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_web_app_page_has_a_strict_policy_and_names_only_local_versioned_assets() {
+    let app = spawn_app().await;
+
+    let page = get(&app, "/app", "text/html").await;
+    let slash = get(&app, "/app/", "text/html").await;
+
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self';",
+        "style-src 'self';",
+        "connect-src 'self'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    let body = page.text().await.unwrap();
+    assert!(body.contains("<title>Kairos</title>"), "{body}");
+    assert!(!body.contains("://"), "no other origin: {body}");
+    assert_eq!(slash.text().await.unwrap(), body);
+    let urls = webapp_asset_urls(&body);
+    assert_eq!(urls.len(), 2, "{body}");
+    for url in urls {
+        let resp = get(&app, &url, "*/*").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{url}");
+        assert_eq!(
+            resp.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        let old = url.replace(url.split('/').nth(3).unwrap(), "0000000000000000");
+        assert_eq!(get(&app, &old, "*/*").await.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn the_web_app_is_off_in_production_unless_web_app_is_true() {
+    let production = [
+        ("APP_ENV", "production"),
+        ("JWT_SECRET", WEB_APP_JWT_SECRET),
+    ];
+    let off = spawn_app_with(&production).await;
+    let on = spawn_app_with(&[production[0], production[1], ("WEB_APP", "true")]).await;
+    let dev_off = spawn_app_with(&[("WEB_APP", "false")]).await;
+
+    let off_page = get(&off, "/app", "text/html").await;
+    let on_page = get(&on, "/app", "text/html").await;
+    let dev_off_page = get(&dev_off, "/app", "text/html").await;
+
+    assert_eq!(off_page.status(), StatusCode::NOT_FOUND);
+    assert_eq!(dev_off_page.status(), StatusCode::NOT_FOUND);
+    assert_eq!(on_page.status(), StatusCode::OK);
+    let asset = &webapp_asset_urls(&on_page.text().await.unwrap())[0];
+    assert_eq!(
+        get(&off, asset, "*/*").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_web_app_manifest_is_accepted_in_allowlist_mode_and_runs_its_queries_by_hash() {
+    let manifest = webapp_manifest();
+    let app = spawn_app_with(&[
+        ("PERSISTED_QUERIES", "allowlist"),
+        ("PERSISTED_QUERIES_MANIFEST", manifest.as_str()),
+    ])
+    .await;
+    let ops: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let me = ops["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["name"] == "Me")
+        .expect("the app asks who is signed in");
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": me["id"] } });
+
+    let resp = app
+        .client
+        .get(format!("{}/graphql", app.address))
+        .query(&[
+            ("operationName", "Me"),
+            ("extensions", &extensions.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body, json!({ "data": { "me": null } }));
+}
