@@ -160,6 +160,16 @@ impl Db {
         opts.server_selection_timeout = Some(settings.server_selection_timeout);
         opts.retry_reads = Some(true);
         opts.retry_writes = Some(true);
+        // Polling monitors, unless the URI says otherwise: after a
+        // state-change or network error the driver marks the server unknown
+        // and asks its monitor to check again at once, but a streaming
+        // monitor sits in an awaitable `hello` that the server holds for
+        // the whole heartbeat period (10 s) unless its topology changes;
+        // a primary that refused a write without stepping down (or a proxy
+        // in between) then left every request waiting for server selection
+        // that long. A polling monitor checks within 500 ms of the request.
+        opts.server_monitoring_mode
+            .get_or_insert(mongodb::options::ServerMonitoringMode::Poll);
         if opts.compressors.is_none() && !settings.compressors.is_empty() {
             opts.compressors = Some(
                 settings

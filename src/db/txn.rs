@@ -54,6 +54,20 @@ const BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause: a stepdown takes a moment to settle.
 const BACKOFF_MAX: Duration = Duration::from_millis(250);
 
+/// Longest wait for an abort: it needs a selectable primary, and the
+/// answer must not wait for one past the deadline (an abort that does not
+/// get through is done by the driver in the background, and the server
+/// ends an abandoned transaction at its lifetime limit).
+const ABORT_WAIT: Duration = Duration::from_millis(500);
+
+/// Aborts the session's transaction, waiting at most `ABORT_WAIT` (or
+/// `left`, if longer); whether it finished in time.
+async fn abort(session: &mut ClientSession, left: Duration) -> bool {
+    tokio::time::timeout(left.max(ABORT_WAIT), session.abort_transaction())
+        .await
+        .is_ok()
+}
+
 /// Pause before asking again whether a commit went through.
 const COMMIT_PAUSE: Duration = Duration::from_millis(50);
 
@@ -142,7 +156,11 @@ impl Db {
             let value = match ran {
                 Ok(Ok(value)) => value,
                 Ok(Err(e)) => {
-                    let _ = session.abort_transaction().await;
+                    if !abort(&mut session, left()).await {
+                        // Dropping it aborts in the background; the next
+                        // run takes a fresh session.
+                        session = self.run(self.client.start_session()).await?;
+                    }
                     // Nothing of an aborted body stands, so any transient
                     // failure inside it (not only those labelled
                     // TransientTransactionError) may simply run it again.
@@ -157,7 +175,7 @@ impl Db {
                     return Err(ApiError::from(e));
                 }
                 Err(elapsed) => {
-                    let _ = session.abort_transaction().await;
+                    abort(&mut session, ABORT_WAIT).await;
                     return Err(ApiError::from(elapsed));
                 }
             };

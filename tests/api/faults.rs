@@ -1,8 +1,10 @@
 //! Faults inside the database conversation, injected with MongoDB's own
 //! `configureFailPoint`/`failCommand` (the surrogate runs with
 //! `--enable-test-commands` in scripts/test). Every app here connects with
-//! its own `appName`, and every failpoint names it, so tests running in
-//! parallel never meet each other's faults.
+//! its own `appName`, and every failpoint names it, so the other tests
+//! running in parallel never meet these faults. The server has one
+//! `failCommand` failpoint, so arming it replaces another test's: the
+//! tests here take turns, from arming to disarming ([`FAILPOINT`]).
 //!
 //! Each write is checked twice: the answer (ok or UNAVAILABLE, never
 //! INTERNAL) and the database afterwards (the report applied exactly once,
@@ -32,11 +34,16 @@ fn uri_with_app_name(app_name: &str) -> String {
     format!("{}{sep}appName={app_name}", base.trim_end_matches('/'))
 }
 
+/// The server's one `failCommand` failpoint, held from `arm` to `off`.
+static FAILPOINT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A service whose database connections carry a name of their own.
 struct Faulty {
     app: TestApp,
     app_name: String,
     admin: mongodb::Client,
+    /// The failpoint while this test has it armed.
+    armed: std::sync::Mutex<Option<tokio::sync::MutexGuard<'static, ()>>>,
 }
 
 impl Faulty {
@@ -54,6 +61,8 @@ impl Faulty {
             // The notification worker polls with findAndModify: it would
             // take faults meant for the request.
             ("WORKER_ENABLED", "false"),
+            // Each case registers a fresh learner.
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
         ];
         vars.extend_from_slice(extra);
         let app = spawn_app_with(&vars).await;
@@ -62,11 +71,14 @@ impl Faulty {
             app,
             app_name,
             admin,
+            armed: std::sync::Mutex::new(None),
         }
     }
 
     /// Arms `failCommand` for this app's connections, `times` times.
     async fn arm(&self, times: i32, mut data: Document) {
+        let turn = FAILPOINT.lock().await;
+        *self.armed.lock().unwrap() = Some(turn);
         data.insert("appName", self.app_name.as_str());
         self.admin
             .database("admin")
@@ -87,6 +99,7 @@ impl Faulty {
             .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })
             .await
             .unwrap();
+        self.armed.lock().unwrap().take();
     }
 
     fn coll(&self, name: &str) -> mongodb::Collection<Document> {
