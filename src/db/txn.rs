@@ -77,9 +77,7 @@ const COMMIT_PAUSE: Duration = Duration::from_millis(50);
 /// in lockstep and meet again.
 fn backoff(attempt: u32) -> Duration {
     use rand::Rng;
-    let ceiling = BACKOFF
-        .saturating_mul(1 << attempt.min(6))
-        .min(BACKOFF_MAX);
+    let ceiling = BACKOFF.saturating_mul(1 << attempt.min(6)).min(BACKOFF_MAX);
     let jitter = rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64);
     BACKOFF / 2 + Duration::from_millis(jitter)
 }

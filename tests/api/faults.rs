@@ -447,3 +447,77 @@ async fn a_title_changed_directly_in_mongodb_is_read_fresh_on_two_instances() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn a_progress_event_is_published_once_after_the_commit_whatever_the_retries() {
+    use crate::live::{PROGRESS, connect};
+    let f = Faulty::spawn_with(
+        &unique_db("faults"),
+        &[("MONGODB_OPERATION_TIMEOUT_MS", "1500")],
+    )
+    .await;
+    let module = f.app.insert_modules(vec![module("m", 1, doc! {})]).await[0];
+    let (token, user) = f.app.register("watched").await;
+    let mut ws = connect(&f.app).await;
+    ws.init(&token).await;
+    ws.subscribe("p", PROGRESS, json!({})).await;
+    // Let the subscription register before the writes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = |time: i64, key: &str| json!({ "i": { "moduleId": module.to_hex(), "timeSpentSeconds": time, "idempotencyKey": key } });
+
+    // Each fault makes the transaction run again (or commit again): the
+    // subscriber hears of the report once, with what was committed.
+    let mut total = 0;
+    for (i, fault) in [
+        stepdown("insert", 1),
+        close("findAndModify", 1),
+        applied_then_retryable("commitTransaction", 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let time = 10 * (i as i64 + 1);
+        total += time;
+        f.arm(fault.times, fault.data).await;
+        let body = f
+            .app
+            .gql(RECORD, report(time, &format!("e-{i}")), Some(&token))
+            .await;
+        f.off().await;
+        assert_eq!(
+            outcome(&body, "recordProgress"),
+            "ok",
+            "{}: {body}",
+            fault.name
+        );
+        let next = ws.next().await;
+        assert_eq!(next["type"], "next", "{next}");
+        assert_eq!(
+            next["payload"]["data"]["progressChanged"]["timeSpentSeconds"], total,
+            "{}: {next}",
+            fault.name
+        );
+        assert!(
+            ws.quiet_for(Duration::from_millis(500)).await,
+            "{}: published twice",
+            fault.name
+        );
+    }
+    // A report sent again with its key changes nothing and tells nobody.
+    let again = f.app.ok(RECORD, report(30, "e-2"), Some(&token)).await;
+    assert_eq!(again["recordProgress"]["timeSpentSeconds"], total);
+    assert!(
+        ws.quiet_for(Duration::from_millis(500)).await,
+        "a replay was published"
+    );
+    // Nor does a report that failed: nothing was committed.
+    f.arm(10_000, stepdown("insert", 10_000).data).await;
+    let failed = f.app.gql(RECORD, report(5, "e-9"), Some(&token)).await;
+    f.off().await;
+    assert_eq!(code(&failed), "UNAVAILABLE", "{failed}");
+    assert!(
+        ws.quiet_for(Duration::from_millis(500)).await,
+        "a failed write was published"
+    );
+    assert_eq!(f.applied(&user, module).await, (total, 3, 4));
+}

@@ -18,7 +18,7 @@ use crate::{
     helpers::{TestApp, module, spawn_app_with},
 };
 
-const PROGRESS: &str = "subscription($u: ID) { progressChanged(userId: $u) { status timeSpentSeconds module { slug } } }";
+pub(crate) const PROGRESS: &str = "subscription($u: ID) { progressChanged(userId: $u) { status timeSpentSeconds module { slug } } }";
 const NOTIFICATIONS: &str = "subscription { notificationAdded { message read module { slug } } }";
 const RECORD: &str =
     "mutation($i: ProgressInput!) { recordProgress(input: $i) { timeSpentSeconds } }";
@@ -27,7 +27,7 @@ const RECORD: &str =
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A `graphql-transport-ws` client.
-struct Ws(WebSocketStream<MaybeTlsStream<TcpStream>>);
+pub(crate) struct Ws(WebSocketStream<MaybeTlsStream<TcpStream>>);
 
 /// How a socket ended: a close code, or dropped without one.
 #[derive(Debug, PartialEq)]
@@ -58,7 +58,7 @@ async fn connect_with(app: &TestApp, path: &str, protocol: &str) -> Ws {
     Ws(stream)
 }
 
-async fn connect(app: &TestApp) -> Ws {
+pub(crate) async fn connect(app: &TestApp) -> Ws {
     connect_with(app, "/graphql/ws", "graphql-transport-ws").await
 }
 
@@ -71,19 +71,19 @@ impl Ws {
     }
 
     /// Signs in; asserts the ack.
-    async fn init(&mut self, token: &str) {
+    pub(crate) async fn init(&mut self, token: &str) {
         self.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }))
             .await;
         assert_eq!(self.next().await["type"], "connection_ack");
     }
 
-    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+    pub(crate) async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         self.send(json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": variables } }))
             .await;
     }
 
     /// The next protocol message (answering pings); panics on close.
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         match self.recv(WAIT).await {
             Ok(v) => v,
             Err(ended) => panic!("socket ended: {ended:?}"),
@@ -128,7 +128,7 @@ impl Ws {
     }
 
     /// Whether a message arrives within `wait`.
-    async fn quiet_for(&mut self, wait: Duration) -> bool {
+    pub(crate) async fn quiet_for(&mut self, wait: Duration) -> bool {
         tokio::time::timeout(wait, self.recv(wait * 2))
             .await
             .is_err()
