@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn the_builtin_declarations_parse_and_name_every_index() {
         let decls = load(None, 86_400).unwrap();
-        assert_eq!(decls.len(), 6);
+        assert_eq!(decls.len(), 7);
         let activity = decls
             .iter()
             .find(|d| d.create_indexes == "activity")
