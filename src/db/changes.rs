@@ -69,6 +69,11 @@ impl FollowState {
         self.0.store(v, Ordering::Relaxed);
     }
 
+    /// Not following (`CACHE_FOLLOW_CHANGES=false`).
+    pub fn disabled(&self) {
+        self.set(Self::OFF);
+    }
+
     /// `following`, `reconnecting`, `starting`, `off`, or
     /// `unsupported (ttl only)` on a deployment without change streams.
     pub fn describe(&self) -> &'static str {

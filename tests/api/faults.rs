@@ -63,6 +63,7 @@ impl Faulty {
             ("WORKER_ENABLED", "false"),
             // Each case registers a fresh learner.
             ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+            ("CACHE_FOLLOW_CHANGES", "true"),
         ];
         vars.extend_from_slice(extra);
         let app = spawn_app_with(&vars).await;
