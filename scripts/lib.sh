@@ -103,9 +103,12 @@ wait_port() {
 }
 
 # Starts SecantusDB on $1 with storage $2 (":memory:" for tests); logs to $3.
+# Extra arguments after the log file go to the server (scripts/test adds
+# --enable-test-commands for its failpoints; never the demo).
 start_secantus() {
   local bin=$1 port=$2 storage=$3 logfile=$4
-  "$bin" --host 127.0.0.1 --port "$port" --storage-path "$storage" >"$logfile" 2>&1 &
+  shift 4
+  "$bin" --host 127.0.0.1 --port "$port" --storage-path "$storage" "$@" >"$logfile" 2>&1 &
   echo $!
 }
 

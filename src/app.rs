@@ -26,7 +26,7 @@ use crate::{
     auth::TokenService,
     cache::Cache,
     config::Settings,
-    db::{Db, indexes},
+    db::{Db, changes::FollowState, indexes},
     events::Events,
     graphql::{
         Services,
@@ -57,6 +57,8 @@ pub struct App {
     /// Set when shutdown begins: `/ready` says 503 while requests are still
     /// served for `SHUTDOWN_DRAIN_SECS`.
     pub draining: std::sync::atomic::AtomicBool,
+    /// How the follower of the cached collections stands (`crate::follow`).
+    pub follow: Arc<FollowState>,
     /// This instance's subscription sockets (closed at shutdown).
     pub sockets: Arc<Sockets>,
 }
@@ -129,6 +131,7 @@ impl Application {
             services,
             jobs,
             draining: Default::default(),
+            follow: Arc::default(),
         }));
         let router = router(state.clone(), schema, documents);
         Ok(Application {
@@ -173,8 +176,27 @@ impl Application {
                 signal: self.state.jobs.clone(),
                 events: self.state.services.events.clone(),
             };
-            tokio::spawn(jobs::run_worker(deps, stopped))
+            tokio::spawn(jobs::run_worker(deps, stopped.clone()))
         });
+        let services = &self.state.services;
+        // The follower has a client of its own: its change stream and token
+        // writes are not the requests' traffic (the command counts of
+        // `/metrics` and of the one-command tests stay the requests').
+        let follow_db = Db::connect(&self.state.settings.mongo).await.ok();
+        let follower = crate::follow::follower(
+            follow_db.as_ref().unwrap_or(&services.db),
+            services.cache.clone(),
+            self.state.follow.clone(),
+        );
+        let following = self
+            .state
+            .settings
+            .cache
+            .follow_changes
+            .then(|| tokio::spawn(follower.run(stopped)));
+        if following.is_none() {
+            self.state.follow.disabled();
+        }
         let served = axum::serve(
             self.listener,
             self.router
@@ -184,6 +206,12 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop.send(true);
+        if let Some(following) = following {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), following).await;
+        }
+        if let Some(db) = follow_db {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), db.shutdown()).await;
+        }
         if let Some(worker) = worker {
             // A round is one batch; past this the lease covers the rest.
             let grace = self.state.settings.jobs.lease;
@@ -233,6 +261,9 @@ async fn watch_database(db: Db, name: String) {
             tracing::info!(database = %name, "connected to MongoDB");
             db.text_search
                 .store(indexes::has_text_index(&db).await, Ordering::Relaxed);
+            // Transactions and change streams, or a standalone (asked again
+            // on first need if the server does not answer now).
+            let _ = db.topology().await;
         } else if !now_up && up {
             tracing::error!("MongoDB does not answer; serving as unready");
         } else if !now_up {
@@ -357,6 +388,9 @@ async fn ready(State(app): State<AppState>) -> impl IntoResponse {
         "mongodb": if mongo_ok { "up" } else { "down" },
         "redis": redis,
         "cache_backend": cache.backend,
+        // Whether writes of other tools reach the cache within a second
+        // (`following`) or only within the TTLs (`unsupported (ttl only)`).
+        "cache_follow": app.follow.describe(),
     });
     (status, Json(body))
 }

@@ -134,23 +134,76 @@ pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     }
 }
 
+/// Server error codes that say "not now" rather than "never": the node
+/// stepped down, is shutting down or lost the network, the operation ran
+/// out of time, or a transaction met a concurrent writer. An operation that
+/// failed with one of them may succeed if retried.
+pub const TRANSIENT_CODES: [i32; 15] = [
+    6,     // HostUnreachable
+    7,     // HostNotFound
+    50,    // MaxTimeMSExpired (our own deadline)
+    89,    // NetworkTimeout
+    91,    // ShutdownInProgress
+    112,   // WriteConflict
+    189,   // PrimarySteppedDown
+    262,   // ExceededTimeLimit
+    9001,  // SocketException
+    10107, // NotWritablePrimary
+    11600, // InterruptedAtShutdown
+    11602, // InterruptedDueToReplStateChange
+    13435, // NotPrimaryNoSecondaryOk
+    13436, // NotPrimaryOrSecondary
+    251,   // NoSuchTransaction (the transaction was aborted under us)
+];
+
+/// Error labels under which MongoDB says an operation may be retried.
+pub const TRANSIENT_LABELS: [&str; 5] = [
+    mongodb::error::RETRYABLE_WRITE_ERROR,
+    mongodb::error::TRANSIENT_TRANSACTION_ERROR,
+    mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT,
+    mongodb::error::RETRYABLE_ERROR,
+    mongodb::error::SYSTEM_OVERLOADED_ERROR,
+];
+
+/// Whether a driver error is a transient or state-change condition of the
+/// deployment (after the driver's own retry), as opposed to a bug or a bad
+/// request: network and server-selection failures, write-concern errors,
+/// the codes of [`TRANSIENT_CODES`] and the labels of [`TRANSIENT_LABELS`].
+pub fn is_transient(err: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    if TRANSIENT_LABELS.iter().any(|l| err.contains_label(l)) {
+        return true;
+    }
+    let code = match err.kind.as_ref() {
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::DnsResolve { .. }
+        | ErrorKind::Shutdown => return true,
+        // The write may or may not be durable: the caller can only retry.
+        ErrorKind::Write(WriteFailure::WriteConcernError(_)) => return true,
+        ErrorKind::InsertMany(e) if e.write_concern_error.is_some() => return true,
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
+        _ => None,
+    };
+    code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
+        || std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<mongodb::error::Error>())
+            .is_some_and(is_transient)
+}
+
 impl From<mongodb::error::Error> for ApiError {
     fn from(err: mongodb::error::Error) -> Self {
-        use mongodb::error::ErrorKind;
-        match err.kind.as_ref() {
-            ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. } => {
-                tracing::warn!(error = %err, "database unavailable");
-                ApiError::Unavailable
-            }
-            ErrorKind::Command(c) if c.code == 50 => {
-                // MaxTimeMSExpired: the operation deadline passed.
-                tracing::warn!(error = %err, "database operation timed out");
-                ApiError::Unavailable
-            }
-            _ => ApiError::internal("database error", err),
+        if let Some(api) = err.get_custom::<ApiError>() {
+            // An answer decided inside a transaction's callback.
+            return api.clone();
         }
+        if is_transient(&err) {
+            tracing::warn!(error = %err, "database unavailable (transient)");
+            return ApiError::Unavailable;
+        }
+        ApiError::internal("database error", err)
     }
 }
 
@@ -225,5 +278,57 @@ mod tests {
         assert_eq!(code, Some(async_graphql::Value::from("BAD_USER_INPUT")));
         assert_eq!(ApiError::Unavailable.code().as_str(), "UNAVAILABLE");
         assert_eq!(ApiError::Internal.message(), "internal error");
+    }
+
+    fn command_error(code: i32) -> mongodb::error::Error {
+        let c: mongodb::error::CommandError =
+            bson::from_document(bson::doc! { "code": code, "codeName": "X", "errmsg": "x" })
+                .unwrap();
+        mongodb::error::ErrorKind::Command(c).into()
+    }
+
+    /// A write-concern error as the server sends it, labels included.
+    fn write_concern_error(labels: &[&str]) -> mongodb::error::Error {
+        let wce: mongodb::error::WriteConcernError = bson::from_document(bson::doc! {
+            "code": 91, "codeName": "ShutdownInProgress", "errmsg": "x",
+            "errorLabels": labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+        })
+        .unwrap();
+        mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(wce))
+            .into()
+    }
+
+    fn code_of(err: mongodb::error::Error) -> Code {
+        ApiError::from(err).code()
+    }
+
+    #[test]
+    fn state_changes_and_network_failures_are_unavailable() {
+        for code in [
+            6, 7, 89, 91, 189, 262, 10107, 11600, 11602, 13435, 13436, 50,
+        ] {
+            assert_eq!(code_of(command_error(code)), Code::Unavailable, "{code}");
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let err = mongodb::error::Error::from(mongodb::error::ErrorKind::Io(io.into()));
+        assert_eq!(code_of(err), Code::Unavailable);
+    }
+
+    #[test]
+    fn write_concern_errors_and_retry_labels_are_unavailable() {
+        let err = write_concern_error(&["RetryableWriteError"]);
+        assert!(err.contains_label("RetryableWriteError"));
+        assert!(is_transient(&err));
+        assert_eq!(code_of(err), Code::Unavailable);
+        assert_eq!(code_of(write_concern_error(&[])), Code::Unavailable);
+    }
+
+    #[test]
+    fn real_failures_stay_internal_and_decided_answers_pass_through() {
+        // A malformed command (FailedToParse) is our bug, not the network.
+        assert_eq!(code_of(command_error(9)), Code::Internal);
+        assert_eq!(code_of(command_error(DUPLICATE_KEY)), Code::Internal);
+        let decided = mongodb::error::Error::custom(ApiError::bad_input("key reused"));
+        assert_eq!(code_of(decided), Code::BadUserInput);
     }
 }

@@ -41,6 +41,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod follow;
 pub mod graphql;
 pub mod http;
 pub mod learners;

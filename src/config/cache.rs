@@ -34,6 +34,10 @@ pub struct CacheSettings {
     /// `CACHE_TTL_DASHBOARD_SECS`, default 60: life of the admin dashboard,
     /// short because it aggregates everyone's activity.
     pub ttl_dashboard: Duration,
+    /// `CACHE_FOLLOW_CHANGES`, default true: follow the cached collections
+    /// with a change stream where the deployment has them, so that other
+    /// tools' writes reach the cache within a second (`crate::follow`).
+    pub follow_changes: bool,
     /// `CACHE_DEGRADED_TTL_SECS`, default 5: longest life of a memory entry
     /// while Redis is configured but down: other instances cannot see this
     /// one's writes then.
@@ -81,6 +85,7 @@ impl CacheSettings {
                 .unwrap_or_else(|| "kairos:".into()),
             redis_pool_size: parse_or(src, "REDIS_POOL_SIZE", 4usize)?.max(1),
             disabled: parse_bool(src, "CACHE_DISABLED", false)?,
+            follow_changes: parse_bool(src, "CACHE_FOLLOW_CHANGES", true)?,
         })
     }
 }

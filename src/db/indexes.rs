@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::Db;
 
 /// The declarations shipped with this build, one per collection.
-pub const BUILTIN: [(&str, &str); 6] = [
+pub const BUILTIN: [(&str, &str); 7] = [
     ("users", include_str!("../../indexes/users.json")),
     ("modules", include_str!("../../indexes/modules.json")),
     ("progress", include_str!("../../indexes/progress.json")),
@@ -25,6 +25,10 @@ pub const BUILTIN: [(&str, &str); 6] = [
         include_str!("../../indexes/notifications.json"),
     ),
     ("jobs", include_str!("../../indexes/jobs.json")),
+    (
+        "idempotency",
+        include_str!("../../indexes/idempotency.json"),
+    ),
 ];
 
 /// One `indexes/<collection>.json` file.
@@ -309,7 +313,7 @@ mod tests {
     #[test]
     fn the_builtin_declarations_parse_and_name_every_index() {
         let decls = load(None, 86_400).unwrap();
-        assert_eq!(decls.len(), 6);
+        assert_eq!(decls.len(), 7);
         let activity = decls
             .iter()
             .find(|d| d.create_indexes == "activity")

@@ -1,8 +1,12 @@
 //! MongoDB access: the one `Client` of the process, its tuned options, the
 //! per-operation deadline, and the typed collections the domains use.
 
+pub mod changes;
 pub mod indexes;
 pub mod page;
+pub mod txn;
+
+pub use txn::Topology;
 
 use std::{
     collections::BTreeMap,
@@ -116,6 +120,9 @@ pub struct Db {
     /// `$text` (else an escaped regex). Found at start, refreshed by
     /// [`indexes::has_text_index`] callers.
     pub text_search: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the deployment runs transactions and change streams, read
+    /// from `hello` on first need ([`Db::topology`]).
+    pub topology: Arc<tokio::sync::OnceCell<Topology>>,
 }
 
 /// Collection names, in one place.
@@ -127,8 +134,18 @@ pub mod names {
     pub const NOTIFICATIONS: &str = "notifications";
     /// Durable background jobs (the notification fan-out of a publish).
     pub const JOBS: &str = "jobs";
+    /// Idempotency keys of progress reports and their first answers (24 h).
+    pub const IDEMPOTENCY: &str = "idempotency";
     /// Every collection that `indexes/` declares.
-    pub const ALL: [&str; 6] = [USERS, MODULES, PROGRESS, ACTIVITY, NOTIFICATIONS, JOBS];
+    pub const ALL: [&str; 7] = [
+        USERS,
+        MODULES,
+        PROGRESS,
+        ACTIVITY,
+        NOTIFICATIONS,
+        JOBS,
+        IDEMPOTENCY,
+    ];
 }
 
 impl Db {
@@ -149,6 +166,16 @@ impl Db {
         if let Some(rc) = &settings.read_concern {
             opts.read_concern = Some(rc.clone());
         }
+        // Polling monitors, unless the URI says otherwise: after a
+        // state-change or network error the driver marks the server unknown
+        // and asks its monitor to check again at once, but a streaming
+        // monitor sits in an awaitable `hello` that the server holds for
+        // the whole heartbeat period (10 s) unless its topology changes;
+        // a primary that refused a write without stepping down (or a proxy
+        // in between) then left every request waiting for server selection
+        // that long. A polling monitor checks within 500 ms of the request.
+        opts.server_monitoring_mode
+            .get_or_insert(mongodb::options::ServerMonitoringMode::Poll);
         if opts.compressors.is_none() && !settings.compressors.is_empty() {
             opts.compressors = Some(
                 settings
@@ -203,6 +230,7 @@ impl Db {
             lagging_read_preference: settings.lagging_read_preference.clone(),
             progress_write_concern: settings.progress_write_concern.clone(),
             text_search: Arc::default(),
+            topology: Arc::default(),
         })
     }
 

@@ -242,6 +242,12 @@ pub struct ProgressInput {
     /// true marks the module COMPLETED (it stays completed).
     #[graphql(default_with = "Some(false)")]
     completed: Option<bool>,
+    /// Optional, chosen by the client for each report (1–64 characters).
+    /// The same report sent again with the same key by the same learner
+    /// returns the first answer and changes nothing (keys are kept 24
+    /// hours), so a client may retry a report whose answer it never
+    /// received.
+    idempotency_key: Option<String>,
 }
 
 /// Whose data a learner-scoped field reads: the viewer's own, or (for an
@@ -550,6 +556,7 @@ impl ProgressMutation {
             input.time_spent_seconds,
             input.score,
             input.completed,
+            input.idempotency_key,
         )?;
         let recorded = service::record(
             ctx.db(),

@@ -1,11 +1,15 @@
-//! Progress writes and reads. Every report is one atomic `findAndModify`
-//! with update operators (`$inc`, `$max`, `$setOnInsert`), so concurrent
+//! Progress writes and reads. A report updates its progress document with
+//! update operators (`$inc`, `$max`, `$setOnInsert`), so concurrent
 //! reports for one learner and module lose no time and no attempt;
 //! completion is a second atomic transition that exactly one report wins.
+//! The progress writes, the activity entries and the idempotency key's
+//! answer of one report are one transaction where the deployment has them.
 
 use bson::{Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
-use mongodb::options::ReturnDocument;
+use mongodb::{ClientSession, options::ReturnDocument};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::model::{ActivityDoc, ActivityKind, ProgressDoc, ProgressStatus};
 use crate::{
@@ -19,13 +23,22 @@ use crate::{
 /// Longest time one report may add: a day.
 pub const MAX_REPORT_SECONDS: i64 = 86_400;
 
+/// How long an idempotency key is remembered: 24 hours (the TTL index of
+/// `indexes/idempotency.json` says the same).
+pub const KEY_LIFETIME_SECS: i64 = 86_400;
+
+/// Longest idempotency key, in characters.
+pub const MAX_KEY_CHARS: usize = 64;
+
 /// A validated `recordProgress` input.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Report {
     pub module_id: ObjectId,
     pub time_spent_seconds: i64,
     pub score: Option<f64>,
     pub completed: bool,
+    /// The client's idempotency key, 1–64 characters.
+    pub key: Option<String>,
 }
 
 impl Report {
@@ -34,6 +47,7 @@ impl Report {
         time: i32,
         score: Option<f64>,
         completed: Option<bool>,
+        key: Option<String>,
     ) -> ApiResult<Self> {
         let time = i64::from(time);
         if !(0..=MAX_REPORT_SECONDS).contains(&time) {
@@ -44,11 +58,20 @@ impl Report {
         if score.is_some_and(|s| !s.is_finite() || !(0.0..=100.0).contains(&s)) {
             return Err(ApiError::bad_input("`score` must be between 0 and 100"));
         }
+        if key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.chars().count() > MAX_KEY_CHARS)
+        {
+            return Err(ApiError::bad_input(
+                "`idempotencyKey` must be 1 to 64 characters",
+            ));
+        }
         Ok(Report {
             module_id,
             time_spent_seconds: time,
             score,
             completed: completed.unwrap_or(false),
+            key,
         })
     }
 }
@@ -66,54 +89,100 @@ pub async fn module_is_published(db: &Db, module_id: ObjectId) -> ApiResult<bool
     Ok(found.is_some())
 }
 
+/// Runs a driver operation inside the session when there is one.
+macro_rules! exec {
+    ($session:expr, $op:expr) => {
+        match $session.as_deref_mut() {
+            Some(s) => $op.session(s).await,
+            None => $op.await,
+        }
+    };
+}
+
 /// Runs an upserting `findOneAndUpdate` and returns the document as it is
 /// after this write. Whether this call inserted it is told by the `_id` the
 /// caller put in `$setOnInsert`, which holds however the server reports
 /// pre-images of racing upserts. Two first writes racing on the unique
-/// (user, module) index may make one fail with a duplicate key; it is
+/// (user, module) index may make one fail with a duplicate key: inside a
+/// transaction the whole transaction runs again; outside, the upsert is
 /// retried and then updates the document the other inserted.
-async fn upsert_after(db: &Db, filter: Document, update: Document) -> ApiResult<ProgressDoc> {
+async fn upsert_after(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    filter: &Document,
+    update: &Document,
+) -> mongodb::error::Result<ProgressDoc> {
     let coll = db.collection::<ProgressDoc>(names::PROGRESS);
-    for _ in 0..3 {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let op = coll
             .find_one_and_update(filter.clone(), update.clone())
             .upsert(true)
             .return_document(ReturnDocument::After)
             .max_time(db.op_timeout);
-        match db.run_keep(op).await? {
+        match exec!(session, op) {
             Ok(Some(after)) => return Ok(after),
             // MongoDB always returns the document here. Some surrogates
             // answer null when the upsert lost an insert race and applied
             // itself as an update instead; the write happened, so read the
             // document rather than write again.
             Ok(None) => {
-                let found = db
-                    .run(coll.find_one(filter.clone()).max_time(db.op_timeout))
-                    .await?;
+                let found = exec!(
+                    session,
+                    coll.find_one(filter.clone()).max_time(db.op_timeout)
+                )?;
                 return found.ok_or_else(|| {
-                    ApiError::internal("progress upsert", "no document after an upsert")
+                    mongodb::error::Error::custom(ApiError::internal(
+                        "progress upsert",
+                        "no document after an upsert",
+                    ))
                 });
             }
-            Err(e) if is_duplicate_key(&e) => continue,
-            Err(e) => return Err(ApiError::from(e)),
+            Err(e) if is_duplicate_key(&e) && session.is_none() && attempt < 3 => continue,
+            Err(e) => return Err(e),
         }
     }
-    Err(ApiError::internal(
-        "progress upsert",
-        "duplicate key three times in a row",
-    ))
 }
 
+/// The id of a report's activity entry of `kind`. With an idempotency key
+/// it is derived from (learner, key, kind), so that the same report can
+/// never log an entry twice, whatever order of writes a standalone server
+/// left behind; without one it is fresh. (Only a tie-breaker in `history`'s
+/// order, which sorts by `at` first.)
+fn entry_id(user_id: ObjectId, key: Option<&str>, kind: ActivityKind) -> ObjectId {
+    let Some(key) = key else {
+        return ObjectId::new();
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(user_id.bytes());
+    hasher.update(key.as_bytes());
+    hasher.update(kind_tag(kind).as_bytes());
+    let mut bytes = [0u8; 12];
+    bytes.copy_from_slice(&hasher.finalize()[..12]);
+    ObjectId::from_bytes(bytes)
+}
+
+fn kind_tag(kind: ActivityKind) -> &'static str {
+    match kind {
+        ActivityKind::Started => "started",
+        ActivityKind::Progressed => "progressed",
+        ActivityKind::Completed => "completed",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn activity(
     user_id: ObjectId,
     module_id: ObjectId,
+    key: Option<&str>,
     kind: ActivityKind,
     at: bson::DateTime,
     time: i64,
     score: Option<f64>,
 ) -> ActivityDoc {
     ActivityDoc {
-        id: ObjectId::new(),
+        id: entry_id(user_id, key, kind),
         user_id,
         module_id,
         kind,
@@ -123,67 +192,189 @@ fn activity(
     }
 }
 
-async fn append_activity(db: &Db, entries: Vec<ActivityDoc>) -> ApiResult<()> {
-    db.run(
-        db.collection::<ActivityDoc>(names::ACTIVITY)
-            .insert_many(entries),
-    )
-    .await?;
+async fn append_activity(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    entries: Vec<ActivityDoc>,
+) -> mongodb::error::Result<()> {
+    let coll = db.collection::<ActivityDoc>(names::ACTIVITY);
+    exec!(session, coll.insert_many(entries))?;
     Ok(())
 }
 
+/// What a write left: the progress document as committed, and whether
+/// this call changed anything (a started module, or a report answered
+/// from its idempotency key, changes nothing).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub progress: ProgressDoc,
+    pub changed: bool,
+}
+
 /// Starts a module for a learner; a started module is returned unchanged.
-pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<ProgressDoc> {
-    let now = bson::DateTime::now();
-    let fresh = ProgressDoc {
-        id: ObjectId::new(),
-        user_id,
-        module_id,
-        status: ProgressStatus::InProgress,
-        score: None,
-        time_spent_seconds: 0,
-        attempts: 0,
-        started_at: now,
-        completed_at: None,
-        updated_at: now,
-    };
-    let update = doc! { "$setOnInsert": {
-        "_id": fresh.id,
-        "status": ProgressStatus::InProgress.as_str(),
-        "time_spent_seconds": 0_i64,
-        "attempts": 0_i64,
-        "started_at": now,
-        "updated_at": now,
-    } };
-    // No `score: null` or `completed_at: null`: `$max`/`$min` of later
-    // reports compare with what is stored, and null sorts below everything.
-    let after = upsert_after(
-        db,
-        doc! { "user_id": user_id, "module_id": module_id },
-        update,
-    )
-    .await?;
-    if after.id == fresh.id {
-        append_activity(
-            db,
-            vec![activity(
-                user_id,
-                module_id,
-                ActivityKind::Started,
-                now,
-                0,
-                None,
-            )],
-        )
-        .await?;
+/// The progress document and its `started` entry are written together.
+pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<Written> {
+    // The handles travel in the context: the body's future may only borrow
+    // what outlives the session's borrow.
+    db.as_one_unit(db, |mut session, db| {
+        let db: &Db = db;
+        Box::pin(async move {
+            let now = bson::DateTime::now();
+            let new_id = ObjectId::new();
+            let update = doc! { "$setOnInsert": {
+                "_id": new_id,
+                "status": ProgressStatus::InProgress.as_str(),
+                "time_spent_seconds": 0_i64,
+                "attempts": 0_i64,
+                "started_at": now,
+                "updated_at": now,
+            } };
+            // No `score: null` or `completed_at: null`: `$max`/`$min` of
+            // later reports compare with what is stored, and null sorts
+            // below everything.
+            let filter = doc! { "user_id": user_id, "module_id": module_id };
+            let after = upsert_after(db, &mut session, &filter, &update).await?;
+            if after.id == new_id {
+                let entry = activity(
+                    user_id,
+                    module_id,
+                    None,
+                    ActivityKind::Started,
+                    now,
+                    0,
+                    None,
+                );
+                append_activity(db, &mut session, vec![entry]).await?;
+            }
+            Ok(Written {
+                changed: after.id == new_id,
+                progress: after,
+            })
+        })
+    })
+    .await
+}
+
+/// A fingerprint of what a report says, stored with its idempotency key so
+/// that a key reused for another report is recognised.
+fn report_hash(report: &Report) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(report.module_id.bytes());
+    hasher.update(report.time_spent_seconds.to_be_bytes());
+    hasher.update(report.score.map_or(u64::MAX, f64::to_bits).to_be_bytes());
+    hasher.update([u8::from(report.completed)]);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One `idempotency` document: a key a learner used, what the report said
+/// and the answer it got.
+#[derive(Debug, Serialize, Deserialize)]
+struct IdempotencyDoc {
+    user_id: ObjectId,
+    key: String,
+    hash: String,
+    progress: ProgressDoc,
+    created_at: bson::DateTime,
+}
+
+/// The first answer to a report sent with `key` within the last 24 hours;
+/// BAD_USER_INPUT if that report said something else.
+async fn first_answer(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    user_id: ObjectId,
+    key: &str,
+    hash: &str,
+) -> mongodb::error::Result<Option<ProgressDoc>> {
+    let coll = db.collection::<IdempotencyDoc>(names::IDEMPOTENCY);
+    let found = exec!(
+        session,
+        coll.find_one(doc! { "user_id": user_id, "key": key })
+            .max_time(db.op_timeout)
+    )?;
+    let cutoff = bson::DateTime::from_millis(
+        bson::DateTime::now().timestamp_millis() - KEY_LIFETIME_SECS * 1000,
+    );
+    match found {
+        // The TTL monitor removes expired keys about once a minute.
+        Some(first) if first.created_at < cutoff => Ok(None),
+        Some(first) if first.hash != hash => Err(mongodb::error::Error::custom(
+            ApiError::bad_input("this `idempotencyKey` was already used for a different report"),
+        )),
+        Some(first) => Ok(Some(first.progress)),
+        None => Ok(None),
     }
-    Ok(after)
 }
 
 /// Records one report: starts the module if needed, adds the time and an
 /// attempt, keeps the best score, completion sticks; appends one activity
-/// entry (preceded by `started` when this call started the module).
-pub async fn record(db: &Db, user_id: ObjectId, report: Report) -> ApiResult<ProgressDoc> {
+/// entry (preceded by `started` when this call started the module) and,
+/// with a key, remembers the answer.
+///
+/// **One unit.** Where the deployment has transactions, all of it is one
+/// transaction: a fault at any point leaves nothing or everything. On a
+/// standalone server the writes go in this order: the progress update, the
+/// activity entries, the key's answer. A fault between them can leave the
+/// time counted without its entries (the report answered UNAVAILABLE);
+/// entries of a keyed report have ids derived from the key, so they are
+/// never logged twice. See the README's failure section.
+///
+/// **Idempotence.** A report with a key already answered returns that
+/// answer and writes nothing. Two copies racing each other meet on the
+/// unique (user, key) index: the loser's transaction runs again and finds
+/// the winner's answer.
+pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<Written> {
+    let hash = report.key.as_ref().map(|_| report_hash(report));
+    db.as_one_unit((db, report), |mut session, context| {
+        let (db, report): (&Db, &Report) = *context;
+        let hash = hash.clone();
+        Box::pin(async move {
+            let key = report.key.as_deref();
+            if let (Some(key), Some(hash)) = (key, hash.as_deref())
+                && let Some(first) = first_answer(db, &mut session, user_id, key, hash).await?
+            {
+                return Ok(Written {
+                    progress: first,
+                    changed: false,
+                });
+            }
+            let after = apply_report(db, &mut session, user_id, report).await?;
+            if let (Some(key), Some(hash)) = (key, hash) {
+                let remembered = IdempotencyDoc {
+                    user_id,
+                    key: key.to_string(),
+                    hash,
+                    progress: after.clone(),
+                    created_at: bson::DateTime::now(),
+                };
+                let coll = db.collection::<IdempotencyDoc>(names::IDEMPOTENCY);
+                // Replaces a key that expired but is not yet removed.
+                exec!(
+                    session,
+                    coll.replace_one(doc! { "user_id": user_id, "key": key }, &remembered)
+                        .upsert(true)
+                )?;
+            }
+            Ok(Written {
+                progress: after,
+                changed: true,
+            })
+        })
+    })
+    .await
+}
+
+/// The writes of one report (see [`record`]).
+async fn apply_report(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    user_id: ObjectId,
+    report: &Report,
+) -> mongodb::error::Result<ProgressDoc> {
     let now = bson::DateTime::now();
     let new_id = ObjectId::new();
     let mut update = doc! {
@@ -199,24 +390,23 @@ pub async fn record(db: &Db, user_id: ObjectId, report: Report) -> ApiResult<Pro
         update.insert("$max", doc! { "score": score });
     }
     let filter = doc! { "user_id": user_id, "module_id": report.module_id };
-    let mut after = upsert_after(db, filter, update).await?;
+    let mut after = upsert_after(db, session, &filter, &update).await?;
     let started_now = after.id == new_id;
 
     // Completion is its own atomic transition: only the call that moves the
     // status to `completed` logs the completion, however many race.
     let mut first_completion = false;
     if report.completed && after.status != ProgressStatus::Completed {
-        let claimed = db
-            .run(
-                db.collection::<ProgressDoc>(names::PROGRESS)
-                    .find_one_and_update(
-                        doc! { "_id": after.id, "status": { "$ne": ProgressStatus::Completed.as_str() } },
-                        doc! { "$set": { "status": ProgressStatus::Completed.as_str(), "completed_at": now } },
-                    )
-                    .return_document(ReturnDocument::After)
-                    .max_time(db.op_timeout),
+        let coll = db.collection::<ProgressDoc>(names::PROGRESS);
+        let claimed = exec!(
+            session,
+            coll.find_one_and_update(
+                doc! { "_id": after.id, "status": { "$ne": ProgressStatus::Completed.as_str() } },
+                doc! { "$set": { "status": ProgressStatus::Completed.as_str(), "completed_at": now } },
             )
-            .await?;
+            .return_document(ReturnDocument::After)
+            .max_time(db.op_timeout)
+        )?;
         match claimed {
             Some(doc) => {
                 first_completion = true;
@@ -224,24 +414,20 @@ pub async fn record(db: &Db, user_id: ObjectId, report: Report) -> ApiResult<Pro
             }
             // Another report completed it in between: read what it wrote.
             None => {
-                if let Some(doc) = db
-                    .run(
-                        db.collection::<ProgressDoc>(names::PROGRESS)
-                            .find_one(doc! { "_id": after.id }),
-                    )
-                    .await?
-                {
+                if let Some(doc) = exec!(session, coll.find_one(doc! { "_id": after.id }))? {
                     after = doc;
                 }
             }
         }
     }
 
+    let key = report.key.as_deref();
     let mut entries = Vec::with_capacity(2);
     if started_now {
         entries.push(activity(
             user_id,
             report.module_id,
+            key,
             ActivityKind::Started,
             now,
             0,
@@ -256,12 +442,13 @@ pub async fn record(db: &Db, user_id: ObjectId, report: Report) -> ApiResult<Pro
     entries.push(activity(
         user_id,
         report.module_id,
+        key,
         kind,
         now,
         report.time_spent_seconds,
         report.score,
     ));
-    append_activity(db, entries).await?;
+    append_activity(db, session, entries).await?;
     Ok(after)
 }
 
@@ -366,10 +553,58 @@ mod tests {
     #[test]
     fn reports_out_of_range_are_bad_input() {
         let id = ObjectId::new();
-        assert!(Report::new(id, -1, None, None).is_err());
-        assert!(Report::new(id, 86_401, None, None).is_err());
-        assert!(Report::new(id, 10, Some(100.5), None).is_err());
-        assert!(Report::new(id, 10, Some(f64::NAN), None).is_err());
-        assert!(Report::new(id, 86_400, Some(0.0), Some(true)).is_ok());
+        assert!(Report::new(id, -1, None, None, None).is_err());
+        assert!(Report::new(id, 86_401, None, None, None).is_err());
+        assert!(Report::new(id, 10, Some(100.5), None, None).is_err());
+        assert!(Report::new(id, 10, Some(f64::NAN), None, None).is_err());
+        assert!(Report::new(id, 86_400, Some(0.0), Some(true), None).is_ok());
+        assert!(Report::new(id, 1, None, None, Some(String::new())).is_err());
+        assert!(Report::new(id, 1, None, None, Some("é".repeat(64))).is_ok());
+        assert!(Report::new(id, 1, None, None, Some("k".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn a_report_fingerprint_covers_every_field() {
+        let id = ObjectId::new();
+        let base = Report::new(id, 10, Some(50.0), Some(false), Some("k".into())).unwrap();
+        let hash = report_hash(&base);
+        let other_key = Report {
+            key: Some("j".into()),
+            ..base.clone()
+        };
+        assert_eq!(report_hash(&other_key), hash, "the key is not the report");
+        for changed in [
+            Report {
+                time_spent_seconds: 11,
+                ..base.clone()
+            },
+            Report {
+                score: None,
+                ..base.clone()
+            },
+            Report {
+                completed: true,
+                ..base.clone()
+            },
+            Report {
+                module_id: ObjectId::new(),
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(report_hash(&changed), hash);
+        }
+    }
+
+    #[test]
+    fn keyed_entries_have_stable_ids() {
+        let u = ObjectId::new();
+        let a = entry_id(u, Some("k"), ActivityKind::Progressed);
+        assert_eq!(a, entry_id(u, Some("k"), ActivityKind::Progressed));
+        assert_ne!(a, entry_id(u, Some("k"), ActivityKind::Started));
+        assert_ne!(a, entry_id(u, Some("j"), ActivityKind::Progressed));
+        assert_ne!(
+            a,
+            entry_id(ObjectId::new(), Some("k"), ActivityKind::Progressed)
+        );
     }
 }

@@ -10,7 +10,7 @@ use super::{
     analytics::{self, Day, Period},
     leaderboard,
     model::{ActivityDoc, ProgressDoc, UserDoc},
-    progress::{self, ActivityKey, ProgressPage, Report},
+    progress::{self, ActivityKey, ProgressPage, Report, Written},
     stats, users,
 };
 use crate::{
@@ -154,9 +154,18 @@ async fn invalidate(cache: &Cache, user_id: ObjectId) {
     cache.invalidate(&[scope(user_id), ALL_PROGRESS]).await;
 }
 
-/// Tells the subscribers of `user_id` about a committed progress write.
-async fn announce(events: &Events, user_id: ObjectId, written: &ApiResult<ProgressDoc>) {
-    let Ok(progress) = written else { return };
+/// Tells the subscribers of `user_id` about a committed progress write,
+/// once: called after the commit (the transaction's retries are behind
+/// it), and not for a write that changed nothing (a started module, a
+/// report answered from its idempotency key).
+async fn announce(events: &Events, user_id: ObjectId, written: &ApiResult<Written>) {
+    let Ok(Written {
+        progress,
+        changed: true,
+    }) = written
+    else {
+        return;
+    };
     if let Ok(progress) = bson::to_document(progress) {
         // The live hub never fails an emit.
         let _ = events
@@ -177,9 +186,10 @@ pub async fn start(
         return Err(ApiError::NotFound("no such module".into()));
     }
     let started = progress::start(db, user_id, module_id).await;
+    // Also after a failure: on a standalone server part of it may stand.
     invalidate(cache, user_id).await;
     announce(events, user_id, &started).await;
-    started
+    started.map(|w| w.progress)
 }
 
 /// Records a report on a published module.
@@ -193,9 +203,9 @@ pub async fn record(
     if !progress::module_is_published(db, report.module_id).await? {
         return Err(ApiError::NotFound("no such module".into()));
     }
-    let recorded = progress::record(db, user_id, report).await;
-    // Also after a failure: part of the write may have landed.
+    let recorded = progress::record(db, user_id, &report).await;
+    // Also after a failure: on a standalone server part of it may stand.
     invalidate(cache, user_id).await;
     announce(events, user_id, &recorded).await;
-    recorded
+    recorded.map(|w| w.progress)
 }

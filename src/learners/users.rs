@@ -38,37 +38,49 @@ pub fn user_document(id: ObjectId, user: &NewUser, now: bson::DateTime) -> Docum
     }
 }
 
-/// Inserts a user, mapping a unique-index violation to CONFLICT.
+/// Inserts a user, mapping a unique-index violation to CONFLICT. One
+/// insert, but run as a unit too: a write-concern error after the insert
+/// then means "nothing", never "registered, yet answered UNAVAILABLE".
 pub async fn register(db: &Db, user: NewUser) -> ApiResult<UserDoc> {
     let id = ObjectId::new();
     let now = bson::DateTime::now();
     let document = user_document(id, &user, now);
-    match db
-        .run_keep(db.raw(names::USERS).insert_one(document))
-        .await?
-    {
-        Ok(_) => Ok(UserDoc {
-            id,
-            email: user.email,
-            username: user.username,
-            display_name: user.display_name,
-            role: user.role,
-            created_at: now,
-            time_zone: zone::DEFAULT_ZONE.to_string(),
-            leaderboard_opt_in: false,
-        }),
-        Err(e) if is_duplicate_key(&e) => {
-            let which = if e.to_string().contains("email") {
-                "email"
-            } else {
-                "username"
+    db.as_one_unit((db, &document), |session, context| {
+        let (db, document): (&Db, &Document) = *context;
+        Box::pin(async move {
+            let users = db.raw(names::USERS);
+            let insert = users.insert_one(document);
+            let inserted = match session {
+                Some(s) => insert.session(s).await,
+                None => insert.await,
             };
-            Err(ApiError::Conflict(format!(
-                "this {which} is already registered"
-            )))
-        }
-        Err(e) => Err(ApiError::from(e)),
-    }
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate_key(&e) => {
+                    let which = if e.to_string().contains("email") {
+                        "email"
+                    } else {
+                        "username"
+                    };
+                    Err(mongodb::error::Error::custom(ApiError::Conflict(format!(
+                        "this {which} is already registered"
+                    ))))
+                }
+                Err(e) => Err(e),
+            }
+        })
+    })
+    .await?;
+    Ok(UserDoc {
+        id,
+        email: user.email,
+        username: user.username,
+        display_name: user.display_name,
+        role: user.role,
+        created_at: now,
+        time_zone: zone::DEFAULT_ZONE.to_string(),
+        leaderboard_opt_in: false,
+    })
 }
 
 /// A user with the password hash: the login path, and only it.

@@ -54,6 +54,10 @@ pub fn test_settings(db_name: &str, extra: &[(&str, &str)]) -> Settings {
         ("MONGODB_MIN_POOL_SIZE", "1"),
         ("MONGODB_MAX_POOL_SIZE", "20"),
         ("MONGODB_COMPRESSORS", "none"),
+        // The change-stream follower invalidates after every write, a moment
+        // later: tests that count cache hits and database commands run
+        // without it; tests/api/faults.rs turns it on.
+        ("CACHE_FOLLOW_CHANGES", "false"),
     ];
     vars.extend_from_slice(extra);
     struct Vars<'a>(Vec<(&'a str, &'a str)>);

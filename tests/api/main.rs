@@ -7,6 +7,7 @@ mod cache;
 mod catalogue;
 mod cost;
 mod explain;
+mod faults;
 mod graphql_over_http;
 mod helpers;
 mod indexes;

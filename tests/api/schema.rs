@@ -108,10 +108,7 @@ fn shape(sdl: &str) -> Shape {
 /// Parts of contract 1.1 not served yet, each with the issue that adds it.
 /// The test fails for anything else missing, and also when an entry here
 /// is served (so the list only shrinks).
-const PENDING_1_1: &[&str] = &[
-    // Issue 19: idempotent progress reports.
-    "ProgressInput.idempotencyKey",
-];
+const PENDING_1_1: &[&str] = &[];
 
 #[test]
 fn every_type_field_and_argument_of_the_contract_is_served_unchanged() {
