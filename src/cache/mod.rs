@@ -31,7 +31,11 @@
 //! the first computes; the others then find its value.
 
 mod breaker;
+mod entities;
 mod redis;
+mod tagged;
+
+pub use tagged::Ticket;
 
 use std::{
     collections::HashMap,

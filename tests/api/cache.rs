@@ -448,7 +448,7 @@ async fn clear_cache_drops_redis_entries_by_prefix() {
 
 /// A TCP proxy to Redis that can turn into a black hole (accepts, never
 /// forwards), to cut one instance off while Redis keeps its data.
-struct BlackHoleProxy {
+pub struct BlackHoleProxy {
     port: u16,
     hole: tokio::sync::watch::Sender<bool>,
 }
@@ -464,7 +464,7 @@ async fn wait_until(watch: &mut tokio::sync::watch::Receiver<bool>, target: bool
 }
 
 impl BlackHoleProxy {
-    async fn start(target: u16) -> Self {
+    pub async fn start(target: u16) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (hole, watch) = tokio::sync::watch::channel(false);
@@ -510,11 +510,11 @@ impl BlackHoleProxy {
         BlackHoleProxy { port, hole }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn set_black_hole(&self, on: bool) {
+    pub fn set_black_hole(&self, on: bool) {
         let _ = self.hole.send(on);
     }
 }

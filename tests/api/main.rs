@@ -13,5 +13,6 @@ mod learners;
 mod live;
 mod notifications;
 mod protection;
+mod response_cache;
 mod schema;
 mod web;
