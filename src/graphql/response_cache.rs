@@ -39,7 +39,7 @@ use crate::{
 /// Whole responses: exact through their tags, the TTL only bounds values
 /// that change with time alone (streaks), as the shortest of the classes
 /// they are computed from.
-pub const RESPONSES: TtlClass = TtlClass::new("responses", |s| {
+pub const RESPONSES: TtlClass = TtlClass::new(crate::cache::RESPONSES_CLASS, |s| {
     s.ttl_progress
         .min(s.ttl_stats)
         .min(s.ttl_modules)

@@ -366,7 +366,8 @@ async fn a_redis_that_accepts_but_never_answers_costs_no_error() {
 
 #[tokio::test]
 async fn without_redis_the_memory_cache_serves_and_clear_cache_drops_by_prefix() {
-    let app = spawn_app_with(&[]).await;
+    // The classes themselves, without whole responses in front of them.
+    let app = spawn_app_with(&[("CACHE_RESPONSES", "false")]).await;
     let admin = app.admin_token().await;
     app.insert_modules(vec![module("m", 1, doc! {})]).await;
     app.ok("{ modules { totalCount } }", json!({}), None).await;
@@ -414,7 +415,9 @@ async fn without_redis_the_memory_cache_serves_and_clear_cache_drops_by_prefix()
 async fn clear_cache_drops_redis_entries_by_prefix() {
     let redis = RedisProc::start().await;
     let (url, prefix) = (redis.url(), unique_prefix());
-    let app = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let mut settings = redis_settings(&url, &prefix);
+    settings.push(("CACHE_RESPONSES", "false"));
+    let app = spawn_app_with(&settings).await;
     let admin = app.admin_token().await;
     wait_backend(&app, &admin, "redis").await;
     app.insert_modules(vec![module("m", 1, doc! {})]).await;
@@ -521,7 +524,7 @@ impl BlackHoleProxy {
 
 #[tokio::test]
 async fn metrics_expose_cache_hits_backend_breaker_and_the_pool() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app_with(&[("CACHE_RESPONSES", "false")]).await;
     app.insert_modules(vec![module("m", 1, doc! {})]).await;
     for _ in 0..3 {
         app.ok("{ modules { totalCount } }", json!({}), None).await;

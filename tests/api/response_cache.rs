@@ -363,3 +363,27 @@ async fn cacheable_get_responses_carry_an_etag_and_revalidate_with_304() {
     assert!(bad.headers().get(header::ETAG).is_none());
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test]
+async fn clearing_a_class_also_drops_the_responses_made_of_it() {
+    let app = spawn_app_with(&[]).await;
+    let admin = app.admin_token().await;
+    app.insert_modules(vec![module("c", 1, doc! {})]).await;
+    let list = "{ modules(first: 5) { totalCount } }";
+    app.ok(list, json!({}), None).await;
+    let before = app.db.commands.total();
+    app.ok(list, json!({}), None).await;
+    assert_eq!(app.db.commands.total(), before);
+    app.ok(
+        "mutation { clearCache(prefix: \"modules:\") }",
+        json!({}),
+        Some(&admin),
+    )
+    .await;
+    let before = app.db.commands.total();
+    app.ok(list, json!({}), None).await;
+    assert!(
+        app.db.commands.total() > before,
+        "recomputed after clearCache"
+    );
+}
