@@ -33,6 +33,7 @@ use crate::{
         documents::Documents,
         graphiql::{self, GraphiqlEnabled},
         pagination::CursorCodec,
+        response_cache::ResponseCache,
         transport::{self, Endpoint},
         ws::Sockets,
     },
@@ -99,11 +100,13 @@ impl Application {
             crate::learners::service::PROGRESS,
             crate::learners::service::HISTORY,
             crate::admin::dashboard::DASHBOARD,
+            crate::notifications::service::NOTIFICATIONS,
         ]);
         let jobs = Arc::new(JobSignal::default());
         let fan_out = FanOut {
             db: db.clone(),
             signal: jobs.clone(),
+            cache: cache.clone(),
         };
         let metrics = Metrics::new();
         let live = Live::new(&settings.live, &settings.cache, metrics.clone());
@@ -309,6 +312,15 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
         trust_proxy: limits.trust_proxy,
         graphiql: settings.graphiql,
         sockets: state.sockets.clone(),
+        throttle: state.services.throttle.clone(),
+        metrics: state.services.metrics.clone(),
+        responses: (settings.cache.responses && !settings.cache.disabled).then(|| {
+            Arc::new(ResponseCache::new(
+                state.services.cache.clone(),
+                crate::schema::cacheable_roots(),
+                settings.graphql.persisted != crate::config::PersistedMode::Off,
+            ))
+        }),
     });
     let graphql_routes = Router::new()
         .route(

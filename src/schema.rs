@@ -7,9 +7,12 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::{
     admin::{AdminMutation, AdminQuery},
+    auth::Viewer,
+    cache::Scope,
+    catalogue::service::CATALOGUE,
     catalogue::{CatalogueMutation, CatalogueQuery},
     config::Settings,
-    graphql::{Services, cost::QueryCost, limits::DocumentLimits},
+    graphql::{Services, cost::QueryCost, limits::DocumentLimits, response_cache::CacheableRoot},
     learners::{
         AccountMutation, AnalyticsQuery, AuthMutation, Leaderboards, LearnerQuery,
         ProgressMutation, ProgressSubscription,
@@ -91,4 +94,57 @@ pub fn sdl() -> String {
     )
     .finish()
     .sdl()
+}
+
+/// The learner's own scope, when signed in.
+fn own(viewer: Option<&Viewer>) -> Option<Scope> {
+    viewer.map(|v| crate::learners::service::scope(v.user_id))
+}
+
+/// The root fields whose whole response may be cached
+/// (`graphql::response_cache`), each with every scope what it resolves
+/// depends on, nested fields included: modules read the catalogue (and a
+/// signed-in caller's `myProgress` on them, their own scope); progress,
+/// history and statistics the learner's scope and the modules they show;
+/// notifications their own scopes and their modules.
+pub fn cacheable_roots() -> Vec<&'static CacheableRoot> {
+    static ROOTS: [CacheableRoot; 8] = [
+        CacheableRoot {
+            field: "modules",
+            scopes: |v| [Some(CATALOGUE), own(v)].into_iter().flatten().collect(),
+        },
+        CacheableRoot {
+            field: "module",
+            scopes: |v| [Some(CATALOGUE), own(v)].into_iter().flatten().collect(),
+        },
+        CacheableRoot {
+            field: "myProgress",
+            scopes: |v| [Some(CATALOGUE), own(v)].into_iter().flatten().collect(),
+        },
+        CacheableRoot {
+            field: "progressStats",
+            scopes: |v| [Some(CATALOGUE), own(v)].into_iter().flatten().collect(),
+        },
+        CacheableRoot {
+            field: "history",
+            scopes: |v| [Some(CATALOGUE), own(v)].into_iter().flatten().collect(),
+        },
+        CacheableRoot {
+            field: "activitySeries",
+            scopes: |v| [Some(CATALOGUE), own(v)].into_iter().flatten().collect(),
+        },
+        CacheableRoot {
+            field: "periodStats",
+            scopes: |v| [Some(CATALOGUE), own(v)].into_iter().flatten().collect(),
+        },
+        CacheableRoot {
+            field: "notifications",
+            scopes: |v| {
+                let mut s = vec![CATALOGUE, crate::notifications::service::FANNED_OUT];
+                s.extend(v.map(|v| crate::notifications::service::scope(v.user_id)));
+                s
+            },
+        },
+    ];
+    ROOTS.iter().collect()
 }

@@ -31,7 +31,11 @@
 //! the first computes; the others then find its value.
 
 mod breaker;
+mod entities;
 mod redis;
+mod tagged;
+
+pub use tagged::Ticket;
 
 use std::{
     collections::HashMap,
@@ -102,6 +106,10 @@ impl Scope {
         }
     }
 }
+
+/// The class of whole responses (`graphql::response_cache`): composed of
+/// every other class, dropped by any `clear`.
+pub const RESPONSES_CLASS: &str = "responses";
 
 /// The generation key above every scope.
 const GLOBAL_GEN: &str = "gen:global";
@@ -617,9 +625,15 @@ impl Cache {
     }
 
     /// Drops the entries whose key starts with `prefix` (all when `None`);
-    /// returns how many were dropped. Admin-only, never on the hot path.
+    /// returns how many were dropped. Whole responses are made of every
+    /// other class, so any clear drops them too (counted only when the
+    /// prefix names them). Admin-only, never on the hot path.
     pub async fn clear(&self, prefix: Option<&str>) -> u64 {
         let prefix = prefix.unwrap_or("");
+        let responses = format!("{RESPONSES_CLASS}:");
+        if !prefix.is_empty() && !responses.starts_with(prefix) && !prefix.starts_with(&responses) {
+            Box::pin(self.clear(Some(&responses))).await;
+        }
         let mut dropped = 0u64;
         let keys: Vec<String> = self
             .memory

@@ -173,6 +173,66 @@ impl RedisBackend {
         .await
     }
 
+    /// The values of `keys` and the current generations: one `MGET`, or
+    /// on a cluster one `MGET` per hash slot, all in flight together.
+    pub async fn get_many_with_gens(
+        &self,
+        keys: &[String],
+        gen_keys: &[String],
+    ) -> Result<(Vec<Option<Vec<u8>>>, Vec<u64>), ()> {
+        let all: Vec<String> = keys.iter().chain(gen_keys).map(|k| self.key(k)).collect();
+        let values = self.call(self.mget_by_slot(&all)).await?;
+        let mut it = values.into_iter();
+        let found = it
+            .by_ref()
+            .take(keys.len())
+            .map(|v| v.as_bytes().map(<[u8]>::to_vec))
+            .collect();
+        let gens = it.map(|v| v.as_u64().unwrap_or(0)).collect();
+        Ok((found, gens))
+    }
+
+    /// `MGET` of `keys` (prefixed) in their order, split by hash slot on a
+    /// cluster.
+    async fn mget_by_slot(&self, keys: &[String]) -> Result<Vec<Value>, fred::error::Error> {
+        let client = self.pool.next();
+        if !client.is_clustered() {
+            return client.mget(keys.to_vec()).await;
+        }
+        let groups = fred::util::group_by_hash_slot(keys.iter().map(String::as_str))?;
+        let replies = futures::future::try_join_all(groups.into_values().map(|group| {
+            let group: Vec<Key> = group.into_iter().collect();
+            async move {
+                let values: Vec<Value> = client.mget(group.clone()).await?;
+                Ok::<_, fred::error::Error>(group.into_iter().zip(values))
+            }
+        }))
+        .await?;
+        let mut by_key: std::collections::HashMap<Key, Value> =
+            replies.into_iter().flatten().collect();
+        Ok(keys
+            .iter()
+            .map(|k| by_key.remove(&Key::from(k.as_str())).unwrap_or(Value::Null))
+            .collect())
+    }
+
+    /// Stores several values with one TTL in one pipelined round trip.
+    pub async fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration) -> Result<(), ()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ex = ttl.as_secs().max(1) as i64;
+        let pipeline = self.pool.next().pipeline();
+        for (k, bytes) in entries {
+            let _: () = pipeline
+                .set(self.key(&k), bytes, Some(Expiration::EX(ex)), None, false)
+                .await
+                .map_err(|_| ())?;
+        }
+        let _: Vec<Value> = self.call(pipeline.all()).await?;
+        Ok(())
+    }
+
     /// Increments generation keys (one pipelined round trip). Generation
     /// keys outlive every value (a day), so an expired one cannot make an
     /// old value valid again.

@@ -2,7 +2,7 @@
 //! `content`, or a list of progress entries that selects `module`, costs one
 //! round trip for the whole page.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::Loader;
 use bson::oid::ObjectId;
@@ -10,6 +10,7 @@ use bson::oid::ObjectId;
 use super::{ModuleDoc, repo};
 use crate::{
     auth::Viewer,
+    cache::Cache,
     db::Db,
     error::ApiError,
     graphql::{RequestLoader, Services},
@@ -39,14 +40,18 @@ impl Loader<ObjectId> for ContentLoader {
 
 /// Loads modules (without content) by id, published or not; callers decide
 /// what a learner may see.
+/// Through the entity cache: a page whose modules were all read before
+/// costs no database command.
 pub struct ModuleLoader {
     db: Db,
+    cache: Arc<Cache>,
 }
 
 impl RequestLoader for ModuleLoader {
     fn new(services: &Services, _: Option<Viewer>) -> Self {
         ModuleLoader {
             db: services.db.clone(),
+            cache: services.cache.clone(),
         }
     }
 }
@@ -56,10 +61,6 @@ impl Loader<ObjectId> for ModuleLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[ObjectId]) -> Result<HashMap<ObjectId, ModuleDoc>, ApiError> {
-        Ok(repo::find_many(&self.db, keys)
-            .await?
-            .into_iter()
-            .map(|m| (m.id, m))
-            .collect())
+        super::service::find_many(&self.db, &self.cache, keys).await
     }
 }

@@ -3,7 +3,7 @@
 //! seeder, a tool) goes through here, so none has to rediscover what to
 //! invalidate.
 
-use std::sync::atomic::Ordering;
+use std::{collections::HashMap, sync::atomic::Ordering};
 
 use bson::oid::ObjectId;
 
@@ -64,6 +64,26 @@ pub async fn find(
         .await
 }
 
+/// Modules (without content) by id, published or not, through the entity
+/// cache: one multi-get for the whole list, one database command for the
+/// ones not cached. Every module write bumps the catalogue, so none is
+/// served stale after it.
+pub async fn find_many(
+    db: &Db,
+    cache: &Cache,
+    ids: &[ObjectId],
+) -> ApiResult<HashMap<ObjectId, ModuleDoc>> {
+    cache
+        .get_many(MODULES, ids, &[CATALOGUE], |missing| async move {
+            Ok(repo::find_many(db, &missing)
+                .await?
+                .into_iter()
+                .map(|m| (m.id, m))
+                .collect())
+        })
+        .await
+}
+
 /// The handles a catalogue write needs.
 pub struct Writer<'a> {
     pub db: &'a Db,
@@ -104,7 +124,12 @@ impl Writer<'_> {
     pub async fn delete(&self, id: ObjectId) -> ApiResult<bool> {
         let deleting = self.events.emit(Event::ModuleDeleted { module_id: id });
         let deleted = repo::delete(self.db, id, deleting).await;
-        let mut scopes = vec![CATALOGUE, learners::ALL_PROGRESS];
+        // Notifications about it lose their module.
+        let mut scopes = vec![
+            CATALOGUE,
+            learners::ALL_PROGRESS,
+            crate::notifications::service::FANNED_OUT,
+        ];
         if let Ok(Some(d)) = &deleted {
             // Their progress lists and histories held the module.
             scopes.extend(d.learners.iter().copied().map(learners::scope));

@@ -51,6 +51,10 @@ pub struct CacheSettings {
     /// `CACHE_DISABLED`, default false: bypass the cache entirely
     /// (benchmarks' uncached baseline, debugging).
     pub disabled: bool,
+    /// `CACHE_RESPONSES`, default true: the whole-response cache in front
+    /// of GraphQL execution (`graphql::response_cache`); off, cached
+    /// operations still read their parts from the cache.
+    pub responses: bool,
 }
 
 impl CacheSettings {
@@ -86,6 +90,7 @@ impl CacheSettings {
             redis_pool_size: parse_or(src, "REDIS_POOL_SIZE", 4usize)?.max(1),
             disabled: parse_bool(src, "CACHE_DISABLED", false)?,
             follow_changes: parse_bool(src, "CACHE_FOLLOW_CHANGES", true)?,
+            responses: parse_bool(src, "CACHE_RESPONSES", true)?,
         })
     }
 }

@@ -908,13 +908,9 @@ impl Extension for CostOfRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let caller =
-            ctx.data_opt::<RequestData>()
-                .map(|data| match (data.viewer.as_ref(), data.client) {
-                    (Some(viewer), _) => format!("user:{}", viewer.user_id.to_hex()),
-                    (None, Some(addr)) => format!("addr:{addr}"),
-                    (None, None) => "anonymous".to_string(),
-                });
+        let caller = ctx
+            .data_opt::<RequestData>()
+            .map(|data| crate::http::throttle::caller_key(data.viewer.as_ref(), data.client));
         self.state().caller = caller;
         let doc = next.run(ctx, query, variables).await?;
         let mut state = self.state();

@@ -12,6 +12,7 @@ pub mod graphiql;
 pub mod guards;
 pub mod limits;
 pub mod pagination;
+pub mod response_cache;
 pub mod scalars;
 pub mod transport;
 pub mod ws;

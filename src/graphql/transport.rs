@@ -23,12 +23,17 @@ use serde_json::{Value, json};
 use super::{
     context::RequestData,
     documents::{Documents, Refusal},
+    response_cache::{self, Found, ResponseCache, Stored},
     ws::{self, Sockets},
 };
 use crate::{
     auth::{TokenService, Viewer},
     error::{Code, Outcome, error_response, error_response_with},
-    http::client::{Peer, client_ip},
+    http::{
+        client::{Peer, client_ip},
+        metrics::Metrics,
+        throttle::{CostThrottle, Reservation, caller_key},
+    },
 };
 
 /// The GraphQL endpoint: the schema (any executor, so this layer names no
@@ -45,6 +50,12 @@ pub struct Endpoint<E> {
     pub graphiql: bool,
     /// The subscription sockets of this instance (`graphql::ws`).
     pub sockets: Arc<Sockets>,
+    /// Whole responses of cacheable operations (`graphql::response_cache`);
+    /// `None` when the cache is off.
+    pub responses: Option<Arc<ResponseCache>>,
+    /// The callers' cost buckets, charged for stored responses too.
+    pub throttle: Arc<CostThrottle>,
+    pub metrics: Metrics,
 }
 
 /// The state of the GraphQL routes.
@@ -164,20 +175,76 @@ enum Method {
 /// Runs one GraphQL request with its per-request data and shapes the reply.
 async fn execute<E: Executor>(
     http: &Endpoint<E>,
-    headers: &HeaderMap,
+    headers_in: &HeaderMap,
     peer: Peer,
     method: Method,
     media: Media,
     mut request: async_graphql::Request,
 ) -> Response {
+    let headers = headers_in;
     let viewer = match viewer_of(&http.tokens, headers) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
+    // A known cacheable operation: its stored response, before parsing.
+    let mut probe = http
+        .responses
+        .as_ref()
+        .and_then(|rc| rc.probe(&request, viewer.as_ref()));
+    let mut ticket = None;
+    if let (Some(rc), Some(p)) = (&http.responses, &probe) {
+        match rc.lookup(p, viewer.as_ref()).await {
+            Some(Found::Hit(stored)) => {
+                let caller = caller_key(
+                    viewer.as_ref(),
+                    client_ip(headers, peer.0, http.trust_proxy),
+                );
+                return hit(
+                    http,
+                    &caller,
+                    stored,
+                    &p.plan.operation,
+                    headers,
+                    method,
+                    media,
+                )
+                .await;
+            }
+            Some(Found::Miss(t)) => ticket = Some(t),
+            None => {}
+        }
+    }
     let document = match http.documents.prepare(&mut request).await {
         Ok(doc) => doc,
         Err(refusal) => return refused(refusal),
     };
+    // First request of a document in this process: learn whether it is
+    // cacheable, and read the generations before executing it.
+    if let (Some(rc), None, Some(doc)) = (&http.responses, &probe, document.as_deref()) {
+        probe = rc.learn(&request, doc, viewer.as_ref());
+        if let Some(p) = &probe {
+            match rc.lookup(p, viewer.as_ref()).await {
+                Some(Found::Hit(stored)) => {
+                    let caller = caller_key(
+                        viewer.as_ref(),
+                        client_ip(headers, peer.0, http.trust_proxy),
+                    );
+                    return hit(
+                        http,
+                        &caller,
+                        stored,
+                        &p.plan.operation,
+                        headers,
+                        method,
+                        media,
+                    )
+                    .await;
+                }
+                Some(Found::Miss(t)) => ticket = Some(t),
+                None => {}
+            }
+        }
+    }
     let op_type = document
         .as_deref()
         .and_then(|d| d.operation_type(request.operation_name.as_deref()));
@@ -202,7 +269,31 @@ async fn execute<E: Executor>(
     request = request.data(RequestData::new(viewer, client));
     let response = http.executor.execute(request).await;
     let cache_control = cache_control(&response, op_type, signed_in);
+    let succeeded = response.errors.is_empty();
     let mut resp = shape(response, media);
+    if let (Some(rc), true, Some(p)) = (&http.responses, succeeded, &probe) {
+        // Never an error nor a partial result: only complete answers.
+        let body = std::mem::take(resp.body_mut());
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default()
+            .to_vec();
+        let stored = Stored::new(
+            cache_control.to_str().unwrap_or(NO_STORE).to_string(),
+            bytes,
+        );
+        if let Some(t) = ticket {
+            rc.store(t, &stored).await;
+        }
+        return cached_response(
+            stored,
+            &p.plan.operation,
+            headers_in,
+            method,
+            media,
+            signed_in,
+        );
+    }
     let headers = resp.headers_mut();
     headers.insert(header::CACHE_CONTROL, cache_control);
     // A cache keyed on the URL alone must not hand an anonymous answer to a
@@ -214,6 +305,96 @@ async fn execute<E: Executor>(
     if let Some(outcome) = resp.extensions_mut().get_mut::<Outcome>() {
         outcome.operation = operation;
     }
+    resp
+}
+
+/// A stored response served without executing: its cost is still charged
+/// to the caller's bucket, which may refuse it (429) as it would refuse the
+/// execution.
+async fn hit<E>(
+    http: &Endpoint<E>,
+    caller: &str,
+    stored: Stored,
+    operation: &str,
+    headers: &HeaderMap,
+    method: Method,
+    media: Media,
+) -> Response {
+    if let Reservation::Refused {
+        status,
+        retry_after,
+    } = http.throttle.reserve(caller, stored.cost).await
+    {
+        http.metrics.cost_refused("throttled");
+        http.metrics.rate_limited("cost");
+        let seconds = retry_after.as_secs();
+        let message = format!(
+            "the query costs {} points and {} are left: retry after {seconds} s",
+            stored.cost, status.currently_available
+        );
+        let mut resp = error_response_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimited,
+            &message,
+            json!({ "retryAfterSeconds": seconds }),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return resp;
+    }
+    let signed_in = caller.starts_with("user:");
+    cached_response(stored, operation, headers, method, media, signed_in)
+}
+
+/// A response of a cacheable operation (stored, or just computed): the
+/// body, its `ETag` on GET, and 304 when `If-None-Match` has it. GET
+/// answers of a signed-in caller may be kept by the browser but are
+/// revalidated every time (`private, no-cache`).
+fn cached_response(
+    stored: Stored,
+    operation: &str,
+    request_headers: &HeaderMap,
+    method: Method,
+    media: Media,
+    signed_in: bool,
+) -> Response {
+    let cache_control = if method == Method::Get && signed_in {
+        HeaderValue::from_static("private, no-cache")
+    } else {
+        HeaderValue::from_str(&stored.cache_control).unwrap_or(HeaderValue::from_static(NO_STORE))
+    };
+    let not_modified = method == Method::Get
+        && request_headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| response_cache::matches(v, &stored.etag));
+    let etag = HeaderValue::from_str(&stored.etag).ok();
+    let mut resp = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut resp = (StatusCode::OK, stored.body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(media.as_str()),
+        );
+        resp
+    };
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, cache_control);
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("accept, authorization"),
+    );
+    if method == Method::Get {
+        if let Some(etag) = etag {
+            headers.insert(header::ETAG, etag);
+        }
+    }
+    resp.extensions_mut().insert(Outcome {
+        operation: operation.to_string(),
+        codes: Vec::new(),
+    });
     resp
 }
 

@@ -20,7 +20,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{cache::Cache, config::LimitSettings};
+use crate::{auth::Viewer, cache::Cache, config::LimitSettings};
+
+/// Whose bucket a request spends: the signed-in user's, else its address's.
+pub fn caller_key(viewer: Option<&Viewer>, client: Option<std::net::IpAddr>) -> String {
+    match (viewer, client) {
+        (Some(viewer), _) => format!("user:{}", viewer.user_id.to_hex()),
+        (None, Some(addr)) => format!("addr:{addr}"),
+        (None, None) => "anonymous".to_string(),
+    }
+}
 
 /// Refills the bucket by Redis' clock, then takes ARGV[3] points: when
 /// ARGV[4] is `1` only if that many are left (a reservation), otherwise

@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, Object, Subscription};
 use bson::oid::ObjectId;
 use futures::{StreamExt, stream::BoxStream};
 
-use super::{NotificationDoc, repo};
+use super::{NotificationDoc, repo, service};
 use crate::{
     catalogue::{Module, ModuleLoader},
     error::{ApiError, GqlResult},
@@ -78,10 +78,17 @@ impl NotificationQuery {
         let after: Option<repo::NotificationKey> = after
             .map(|c| ctx.cursors().decode(&scope, &c))
             .transpose()?;
-        // Not cached: the background fan-out writes here without going
-        // through a resolver that could invalidate.
-        let items =
-            repo::list(ctx.db(), viewer.user_id, unread_only, after.as_ref(), limit).await?;
+        // Cached per learner: marking read and every fan-out batch
+        // invalidate (see `service`).
+        let items = service::page(
+            ctx.db(),
+            ctx.cache(),
+            viewer.user_id,
+            unread_only,
+            after.as_ref(),
+            limit,
+        )
+        .await?;
         let items: Vec<Notification> = items.into_iter().map(Notification).collect();
         Ok(Connection::from_page(page(
             ctx.cursors(),
@@ -155,6 +162,6 @@ impl NotificationMutation {
                     .collect::<Result<Vec<ObjectId>, _>>()?,
             ),
         };
-        Ok(repo::mark_read(ctx.db(), viewer.user_id, ids.as_deref()).await?)
+        Ok(service::mark_read(ctx.db(), ctx.cache(), viewer.user_id, ids.as_deref()).await?)
     }
 }

@@ -260,6 +260,8 @@ impl JobSignal {
 pub struct FanOut {
     pub db: Db,
     pub signal: Arc<JobSignal>,
+    /// Drops the notification pages a batch made stale.
+    pub cache: Arc<crate::cache::Cache>,
 }
 
 #[async_trait::async_trait]
@@ -272,6 +274,9 @@ impl Listener for FanOut {
             }
             Event::ModuleDeleted { module_id } => {
                 cancel_for_module(&self.db, *module_id).await?;
+            }
+            Event::NotificationsAdded { notifications } if !notifications.is_empty() => {
+                self.cache.invalidate(&[super::service::FANNED_OUT]).await;
             }
             Event::ProgressChanged { .. } | Event::NotificationsAdded { .. } => {}
         }

@@ -6,6 +6,7 @@
 mod graphql;
 pub mod jobs;
 pub mod repo;
+pub mod service;
 
 use bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};

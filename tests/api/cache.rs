@@ -366,7 +366,8 @@ async fn a_redis_that_accepts_but_never_answers_costs_no_error() {
 
 #[tokio::test]
 async fn without_redis_the_memory_cache_serves_and_clear_cache_drops_by_prefix() {
-    let app = spawn_app_with(&[]).await;
+    // The classes themselves, without whole responses in front of them.
+    let app = spawn_app_with(&[("CACHE_RESPONSES", "false")]).await;
     let admin = app.admin_token().await;
     app.insert_modules(vec![module("m", 1, doc! {})]).await;
     app.ok("{ modules { totalCount } }", json!({}), None).await;
@@ -414,7 +415,9 @@ async fn without_redis_the_memory_cache_serves_and_clear_cache_drops_by_prefix()
 async fn clear_cache_drops_redis_entries_by_prefix() {
     let redis = RedisProc::start().await;
     let (url, prefix) = (redis.url(), unique_prefix());
-    let app = spawn_app_with(&redis_settings(&url, &prefix)).await;
+    let mut settings = redis_settings(&url, &prefix);
+    settings.push(("CACHE_RESPONSES", "false"));
+    let app = spawn_app_with(&settings).await;
     let admin = app.admin_token().await;
     wait_backend(&app, &admin, "redis").await;
     app.insert_modules(vec![module("m", 1, doc! {})]).await;
@@ -448,7 +451,7 @@ async fn clear_cache_drops_redis_entries_by_prefix() {
 
 /// A TCP proxy to Redis that can turn into a black hole (accepts, never
 /// forwards), to cut one instance off while Redis keeps its data.
-struct BlackHoleProxy {
+pub struct BlackHoleProxy {
     port: u16,
     hole: tokio::sync::watch::Sender<bool>,
 }
@@ -464,7 +467,7 @@ async fn wait_until(watch: &mut tokio::sync::watch::Receiver<bool>, target: bool
 }
 
 impl BlackHoleProxy {
-    async fn start(target: u16) -> Self {
+    pub async fn start(target: u16) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (hole, watch) = tokio::sync::watch::channel(false);
@@ -510,18 +513,18 @@ impl BlackHoleProxy {
         BlackHoleProxy { port, hole }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn set_black_hole(&self, on: bool) {
+    pub fn set_black_hole(&self, on: bool) {
         let _ = self.hole.send(on);
     }
 }
 
 #[tokio::test]
 async fn metrics_expose_cache_hits_backend_breaker_and_the_pool() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app_with(&[("CACHE_RESPONSES", "false")]).await;
     app.insert_modules(vec![module("m", 1, doc! {})]).await;
     for _ in 0..3 {
         app.ok("{ modules { totalCount } }", json!({}), None).await;

@@ -15,6 +15,7 @@ mod learners;
 mod live;
 mod notifications;
 mod protection;
+mod response_cache;
 mod scale;
 mod scale_balancer;
 mod schema;
