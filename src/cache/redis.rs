@@ -181,7 +181,7 @@ impl RedisBackend {
         gen_keys: &[String],
     ) -> Result<(Vec<Option<Vec<u8>>>, Vec<u64>), ()> {
         let all: Vec<String> = keys.iter().chain(gen_keys).map(|k| self.key(k)).collect();
-        let values = self.call(self.mget_by_slot(&all)).await?;
+        let values = self.call(self.mget(&all)).await?;
         let mut it = values.into_iter();
         let found = it
             .by_ref()
@@ -190,30 +190,6 @@ impl RedisBackend {
             .collect();
         let gens = it.map(|v| v.as_u64().unwrap_or(0)).collect();
         Ok((found, gens))
-    }
-
-    /// `MGET` of `keys` (prefixed) in their order, split by hash slot on a
-    /// cluster.
-    async fn mget_by_slot(&self, keys: &[String]) -> Result<Vec<Value>, fred::error::Error> {
-        let client = self.pool.next();
-        if !client.is_clustered() {
-            return client.mget(keys.to_vec()).await;
-        }
-        let groups = fred::util::group_by_hash_slot(keys.iter().map(String::as_str))?;
-        let replies = futures::future::try_join_all(groups.into_values().map(|group| {
-            let group: Vec<Key> = group.into_iter().collect();
-            async move {
-                let values: Vec<Value> = client.mget(group.clone()).await?;
-                Ok::<_, fred::error::Error>(group.into_iter().zip(values))
-            }
-        }))
-        .await?;
-        let mut by_key: std::collections::HashMap<Key, Value> =
-            replies.into_iter().flatten().collect();
-        Ok(keys
-            .iter()
-            .map(|k| by_key.remove(&Key::from(k.as_str())).unwrap_or(Value::Null))
-            .collect())
     }
 
     /// Stores several values with one TTL in one pipelined round trip.

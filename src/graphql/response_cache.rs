@@ -413,8 +413,9 @@ mod tests {
             (7, s.body.clone(), s.etag.clone())
         );
         // The same answer at another moment of the bucket: the same ETag.
-        let later = body.to_vec().iter().map(|b| *b).collect::<Vec<u8>>();
-        let later = String::from_utf8(later).unwrap().replace("1988", "1500");
+        let later = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace("1988", "1500");
         assert_eq!(Stored::new("x".into(), later.into_bytes()).etag, s.etag);
     }
 

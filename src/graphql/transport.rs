@@ -186,19 +186,30 @@ async fn execute<E: Executor>(
         Ok(v) => v,
         Err(resp) => return *resp,
     };
-    // A known cacheable operation: its stored response, before parsing.
+    // A cacheable operation: its stored response. Known by its request
+    // before parsing; the first request of a document in this process
+    // parses it first to learn whether it is cacheable.
     let mut probe = http
         .responses
         .as_ref()
         .and_then(|rc| rc.probe(&request, viewer.as_ref()));
+    let mut document = None;
+    if let (Some(rc), None) = (&http.responses, &probe) {
+        let doc = match http.documents.prepare(&mut request).await {
+            Ok(doc) => doc,
+            Err(refusal) => return refused(refusal),
+        };
+        probe = doc
+            .as_deref()
+            .and_then(|d| rc.learn(&request, d, viewer.as_ref()));
+        document = Some(doc);
+    }
     let mut ticket = None;
     if let (Some(rc), Some(p)) = (&http.responses, &probe) {
         match rc.lookup(p, viewer.as_ref()).await {
             Some(Found::Hit(stored)) => {
-                let caller = caller_key(
-                    viewer.as_ref(),
-                    client_ip(headers, peer.0, http.trust_proxy),
-                );
+                let client = client_ip(headers, peer.0, http.trust_proxy);
+                let caller = caller_key(viewer.as_ref(), client);
                 return hit(
                     http,
                     &caller,
@@ -214,37 +225,13 @@ async fn execute<E: Executor>(
             None => {}
         }
     }
-    let document = match http.documents.prepare(&mut request).await {
-        Ok(doc) => doc,
-        Err(refusal) => return refused(refusal),
+    let document = match document {
+        Some(doc) => doc,
+        None => match http.documents.prepare(&mut request).await {
+            Ok(doc) => doc,
+            Err(refusal) => return refused(refusal),
+        },
     };
-    // First request of a document in this process: learn whether it is
-    // cacheable, and read the generations before executing it.
-    if let (Some(rc), None, Some(doc)) = (&http.responses, &probe, document.as_deref()) {
-        probe = rc.learn(&request, doc, viewer.as_ref());
-        if let Some(p) = &probe {
-            match rc.lookup(p, viewer.as_ref()).await {
-                Some(Found::Hit(stored)) => {
-                    let caller = caller_key(
-                        viewer.as_ref(),
-                        client_ip(headers, peer.0, http.trust_proxy),
-                    );
-                    return hit(
-                        http,
-                        &caller,
-                        stored,
-                        &p.plan.operation,
-                        headers,
-                        method,
-                        media,
-                    )
-                    .await;
-                }
-                Some(Found::Miss(t)) => ticket = Some(t),
-                None => {}
-            }
-        }
-    }
     let op_type = document
         .as_deref()
         .and_then(|d| d.operation_type(request.operation_name.as_deref()));
@@ -386,10 +373,10 @@ fn cached_response(
         header::VARY,
         HeaderValue::from_static("accept, authorization"),
     );
-    if method == Method::Get {
-        if let Some(etag) = etag {
-            headers.insert(header::ETAG, etag);
-        }
+    if method == Method::Get
+        && let Some(etag) = etag
+    {
+        headers.insert(header::ETAG, etag);
     }
     resp.extensions_mut().insert(Outcome {
         operation: operation.to_string(),

@@ -222,8 +222,14 @@ test('a learner registers, browses, opens a module, records progress and sees th
     await page.getByLabel('Minutes spent since last report').fill('15');
     await page.getByLabel('Score (0–100, optional)').fill('80');
     await page.getByLabel('I completed this module').check();
+    const sent = page.waitForRequest(
+      (r) => r.method() === 'POST' && r.postData()?.includes('"RecordProgress"'),
+    );
     await page.getByRole('button', { name: 'Record progress' }).click();
     await page.getByText('Progress saved.').waitFor();
+    // Each report carries an idempotency key, so a resend is applied once.
+    const { variables } = JSON.parse((await sent).postData());
+    assert.match(variables.input.idempotencyKey, /^[0-9a-f]{32}$/);
     const facts = await page.getByTestId('module-progress').innerText();
     assert.match(facts, /Completed/);
     assert.match(facts, /15 min/);

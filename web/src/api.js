@@ -79,11 +79,20 @@ function firstError(body, res) {
   });
 }
 
+/** A random idempotency key (32 hex digits; no secure context needed). */
+export function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 /**
  * Runs the operation `name` with `variables`; resolves to its `data` or
- * rejects with an ApiError.
+ * rejects with an ApiError. With `idempotent` (a mutation carrying an
+ * idempotency key), a failure that may or may not have been applied
+ * (UNAVAILABLE, no answer) is sent again, with backoff: the service
+ * applies it once and answers the first result.
  */
-export async function request(name, variables) {
+export async function request(name, variables, { idempotent = false } = {}) {
   const op = operations[name];
   if (!op) throw new Error(`unknown operation ${name}`);
   let withText = false;
@@ -92,6 +101,10 @@ export async function request(name, variables) {
     try {
       res = await send(op, name, variables, withText);
     } catch {
+      if (idempotent && attempt < MAX_ATTEMPTS) {
+        await sleep(500 * 2 ** attempt * (0.5 + Math.random() / 2));
+        continue;
+      }
       const err = new ApiError('The service cannot be reached.', { code: 'UNAVAILABLE' });
       apiEvents.dispatchEvent(new CustomEvent('unavailable', { detail: err }));
       throw err;
@@ -104,6 +117,10 @@ export async function request(name, variables) {
     }
     if (error.reason === 'PERSISTED_QUERY_NOT_FOUND' && !withText) {
       withText = true; // automatic persisted queries: register the text once
+      continue;
+    }
+    if (error.code === 'UNAVAILABLE' && idempotent && attempt < MAX_ATTEMPTS) {
+      await sleep(500 * 2 ** attempt * (0.5 + Math.random() / 2));
       continue;
     }
     if (error.code === 'RATE_LIMITED' && attempt < MAX_ATTEMPTS) {

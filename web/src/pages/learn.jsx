@@ -1,6 +1,6 @@
 // The catalogue and a module's page: browse, read, start, report progress.
-import { useEffect, useState } from 'preact/hooks';
-import { request } from '../api.js';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { newKey, request } from '../api.js';
 import { usePaged, useQuery } from '../hooks.js';
 import { renderMarkdown } from '../markdown.js';
 import { Empty, ErrorNote, Field, Loading, PageTitle, fmt } from '../ui.jsx';
@@ -99,6 +99,8 @@ function ProgressPanel({ module, progress, onChange }) {
   const [errors, setErrors] = useState({});
   const [busy, setBusy] = useState(false);
   const [saved, setSaved] = useState('');
+  /** The report being sent, with its idempotency key, until it is saved. */
+  const pending = useRef(null);
 
   async function start() {
     setBusy(true);
@@ -127,7 +129,13 @@ function ProgressPanel({ module, progress, onChange }) {
     try {
       const input = { moduleId: module.id, timeSpentSeconds: Math.round(m * 60), completed };
       if (s != null) input.score = s;
-      const data = await request('RecordProgress', { input });
+      // One key per report: resending it (the automatic retries, or the
+      // learner pressing the button again after an error) is applied once.
+      const signature = JSON.stringify(input);
+      if (pending.current?.signature !== signature) pending.current = { signature, key: newKey() };
+      input.idempotencyKey = pending.current.key;
+      const data = await request('RecordProgress', { input }, { idempotent: true });
+      pending.current = null;
       onChange(data.recordProgress);
       setSaved('Progress saved.');
     } catch (error) {
