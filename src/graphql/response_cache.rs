@@ -140,6 +140,32 @@ impl Stored {
     }
 }
 
+/// `body` with `extensions.cost.throttleStatus` set to the caller's bucket
+/// now, as an executed response would carry it.
+pub fn with_throttle_status(
+    body: &[u8],
+    status: &crate::http::throttle::ThrottleStatus,
+) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    let Some(cost) = value
+        .pointer_mut("/extensions/cost")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return body.to_vec();
+    };
+    cost.insert(
+        "throttleStatus".into(),
+        serde_json::json!({
+            "maximumAvailable": status.maximum_available,
+            "currentlyAvailable": status.currently_available,
+            "restoreRate": status.restore_rate,
+        }),
+    );
+    serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
+}
+
 /// The body without `extensions.cost.throttleStatus`, and the actual cost
 /// it reports (0 when it has none).
 fn without_throttle_status(body: Vec<u8>) -> (Vec<u8>, u64) {
@@ -412,6 +438,18 @@ mod tests {
             (back.cost, back.body, back.etag),
             (7, s.body.clone(), s.etag.clone())
         );
+        let now = crate::http::throttle::ThrottleStatus {
+            maximum_available: 2000,
+            currently_available: 1500,
+            restore_rate: 100,
+        };
+        let served: serde_json::Value =
+            serde_json::from_slice(&with_throttle_status(&s.body, &now)).unwrap();
+        assert_eq!(
+            served["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"],
+            1500
+        );
+        assert_eq!(served["extensions"]["cost"]["actualQueryCost"], 7);
         // The same answer at another moment of the bucket: the same ETag.
         let later = String::from_utf8(body.to_vec())
             .unwrap()

@@ -307,28 +307,34 @@ async fn hit<E>(
     method: Method,
     media: Media,
 ) -> Response {
-    if let Reservation::Refused {
-        status,
-        retry_after,
-    } = http.throttle.reserve(caller, stored.cost).await
-    {
-        http.metrics.cost_refused("throttled");
-        http.metrics.rate_limited("cost");
-        let seconds = retry_after.as_secs();
-        let message = format!(
-            "the query costs {} points and {} are left: retry after {seconds} s",
-            stored.cost, status.currently_available
-        );
-        let mut resp = error_response_with(
-            StatusCode::TOO_MANY_REQUESTS,
-            Code::RateLimited,
-            &message,
-            json!({ "retryAfterSeconds": seconds }),
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return resp;
-    }
+    let status = match http.throttle.reserve(caller, stored.cost).await {
+        Reservation::Granted(status) => status,
+        Reservation::Refused {
+            status,
+            retry_after,
+        } => {
+            http.metrics.cost_refused("throttled");
+            http.metrics.rate_limited("cost");
+            let seconds = retry_after.as_secs();
+            let message = format!(
+                "the query costs {} points and {} are left: retry after {seconds} s",
+                stored.cost, status.currently_available
+            );
+            let mut resp = error_response_with(
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::RateLimited,
+                &message,
+                json!({ "retryAfterSeconds": seconds }),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return resp;
+        }
+    };
+    // The body as stored, with the caller's bucket of now; the ETag stays
+    // the stored body's (weak: the same answer).
+    let mut stored = stored;
+    stored.body = response_cache::with_throttle_status(&stored.body, &status);
     let signed_in = caller.starts_with("user:");
     cached_response(stored, operation, headers, method, media, signed_in)
 }

@@ -44,22 +44,26 @@
     enableIncrementalDelivery: false,
   });
 
-  function isSubscription(params, options) {
+  // The document of this execution, parsed here: GraphiQL's own
+  // `documentAST` follows the editor with a delay and may be the previous
+  // text's when Run is pressed right after typing.
+  function subscriptionAst(params) {
     var graphql = GraphiQL.GraphQL;
-    var ast = options && options.documentAST;
+    var ast;
     try {
-      ast = ast || graphql.parse(params.query);
+      ast = graphql.parse(params.query);
     } catch (_) {
-      return false; // the server explains what is wrong with it
+      return null; // the server explains what is wrong with it
     }
     var op = graphql.getOperationAST(ast, params.operationName || undefined);
-    return !!op && op.operation === 'subscription';
+    return op && op.operation === 'subscription' ? ast : null;
   }
 
   // One POST per operation, as an SPA sends it. The headers typed in the
   // editor win over ours (Headers.set ignores case).
   async function fetcher(params, options) {
-    if (isSubscription(params, options)) return live(params, options);
+    var ast = subscriptionAst(params);
+    if (ast) return live(params, Object.assign({}, options, { documentAST: ast }));
     var headers = new Headers({
       'Content-Type': 'application/json',
       Accept: 'application/graphql-response+json, application/json',
