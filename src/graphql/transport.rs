@@ -265,13 +265,15 @@ async fn execute<E: Executor>(
             .await
             .unwrap_or_default()
             .to_vec();
-        let stored = Stored::new(
+        let mut stored = Stored::new(
             cache_control.to_str().unwrap_or(NO_STORE).to_string(),
-            bytes,
+            bytes.clone(),
         );
         if let Some(t) = ticket {
             rc.store(t, &stored).await;
         }
+        // This caller gets the body as executed, with its bucket of now.
+        stored.body = bytes;
         return cached_response(
             stored,
             &p.plan.operation,
@@ -320,14 +322,32 @@ async fn hit<E>(
                 "the query costs {} points and {} are left: retry after {seconds} s",
                 stored.cost, status.currently_available
             );
-            let mut resp = error_response_with(
-                StatusCode::TOO_MANY_REQUESTS,
-                Code::RateLimited,
-                &message,
-                json!({ "retryAfterSeconds": seconds }),
-            );
+            // As the execution's refusal: the error, and the bucket in
+            // `extensions.cost`.
+            let body = json!({
+                "errors": [{
+                    "message": message,
+                    "extensions": { "code": Code::RateLimited.as_str(), "retryAfterSeconds": seconds },
+                }],
+                "extensions": { "cost": {
+                    "requestedQueryCost": stored.cost,
+                    "actualQueryCost": 0,
+                    "throttleStatus": {
+                        "maximumAvailable": status.maximum_available,
+                        "currentlyAvailable": status.currently_available,
+                        "restoreRate": status.restore_rate,
+                    },
+                }},
+            });
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+            resp.extensions_mut().insert(Outcome {
+                operation: operation.to_string(),
+                codes: vec![Code::RateLimited.as_str()],
+            });
             return resp;
         }
     };
