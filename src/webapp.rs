@@ -16,16 +16,18 @@
 //! with no inline script or style. Served unless `WEB_APP=false`
 //! (production's default).
 
-use std::{fmt::Write as _, sync::LazyLock};
+use std::sync::LazyLock;
 
 use axum::{
     extract::{Path, State},
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::Response,
 };
-use sha2::{Digest, Sha256};
 
-use crate::error::{Code, error_response};
+use crate::{
+    error::{Code, error_response},
+    http::embedded::{self, Asset, short_digest},
+};
 
 /// Whether the web app is served (`WEB_APP`): the state of its routes.
 #[derive(Clone, Copy)]
@@ -43,13 +45,6 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-/// One embedded file.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    bytes: &'static [u8],
-}
-
 /// The files the page loads.
 const FILES: [Asset; 2] = [
     Asset {
@@ -63,17 +58,6 @@ const FILES: [Asset; 2] = [
         bytes: include_bytes!("../assets/webapp/app.js"),
     },
 ];
-
-/// Hex of the first 8 bytes of the SHA-256 of `bytes`.
-fn short_digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .take(8)
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
 
 /// The content digest of each of `FILES` (same order), computed once.
 static DIGESTS: LazyLock<Vec<String>> =
@@ -126,27 +110,7 @@ pub async fn page(State(WebAppEnabled(enabled)): State<WebAppEnabled>) -> Respon
     if !enabled {
         return disabled();
     }
-    let mut resp = PAGE.as_str().into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    // The page names the current digests: always ask again.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    resp
+    embedded::page(&PAGE, CONTENT_SECURITY_POLICY)
 }
 
 /// `GET /app/assets/{digest}/{name}`: an embedded file when the digest is
@@ -159,33 +123,17 @@ pub async fn asset(
     if !enabled {
         return disabled();
     }
-    let Some((file, _)) = FILES
-        .iter()
-        .zip(DIGESTS.iter())
-        .find(|(f, d)| f.name == name && **d == digest)
-    else {
-        return error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such asset");
-    };
-    let mut resp = file.bytes.into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(file.content_type),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    embedded::asset(&FILES, &DIGESTS, &digest, &name)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::{
+        fmt::Write as _,
+        path::{Path, PathBuf},
+    };
+
+    use sha2::{Digest, Sha256};
 
     use super::*;
 

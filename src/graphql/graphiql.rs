@@ -11,16 +11,18 @@
 //! revalidated. The page's Content-Security-Policy lets it run scripts
 //! from this origin only (none inline) and connect nowhere else.
 
-use std::{fmt::Write as _, sync::LazyLock};
+use std::sync::LazyLock;
 
 use axum::{
     extract::{Path, State},
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::Response,
 };
-use sha2::{Digest, Sha256};
 
-use crate::error::{Code, error_response};
+use crate::{
+    error::{Code, error_response},
+    http::embedded::{self, Asset, short_digest},
+};
 
 /// Whether GraphiQL is served (`GRAPHIQL`): the state of the asset route.
 #[derive(Clone, Copy)]
@@ -38,13 +40,6 @@ pub const ASSETS_PATH: &str = "/graphiql/assets";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; font-src 'self' data:; img-src 'self' data:; connect-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/// One embedded file.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    bytes: &'static [u8],
-}
 
 /// Every file the page loads, in the order the page loads the scripts.
 const FILES: [Asset; 6] = [
@@ -82,20 +77,8 @@ const FILES: [Asset; 6] = [
 
 /// The content digest of each of `FILES` (same order): the first 16 hex
 /// digits of its SHA-256, computed once.
-static DIGESTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    FILES
-        .iter()
-        .map(|f| {
-            Sha256::digest(f.bytes)
-                .iter()
-                .take(8)
-                .fold(String::new(), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
-                    s
-                })
-        })
-        .collect()
-});
+static DIGESTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| FILES.iter().map(|f| short_digest(f.bytes)).collect());
 
 /// The versioned URL of the embedded file `name`.
 fn url(name: &str) -> String {
@@ -151,27 +134,7 @@ pub fn page(enabled: bool) -> Response {
     if !enabled {
         return disabled();
     }
-    let mut resp = PAGE.as_str().into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    // The page names the current digests: always ask again.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    resp
+    embedded::page(&PAGE, CONTENT_SECURITY_POLICY)
 }
 
 /// `GET /graphiql/assets/{digest}/{name}`: an embedded file, when GraphiQL
@@ -184,28 +147,7 @@ pub async fn asset(
     if !enabled {
         return disabled();
     }
-    let Some((file, _)) = FILES
-        .iter()
-        .zip(DIGESTS.iter())
-        .find(|(f, d)| f.name == name && **d == digest)
-    else {
-        return error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such asset");
-    };
-    let mut resp = file.bytes.into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(file.content_type),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    embedded::asset(&FILES, &DIGESTS, &digest, &name)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //!    body limit.
 
 pub mod client;
+pub mod embedded;
 pub mod metrics;
 pub mod ratelimit;
 pub mod throttle;
