@@ -89,15 +89,7 @@ pub async fn module_is_published(db: &Db, module_id: ObjectId) -> ApiResult<bool
     Ok(found.is_some())
 }
 
-/// Runs a driver operation inside the session when there is one.
-macro_rules! exec {
-    ($session:expr, $op:expr) => {
-        match $session.as_deref_mut() {
-            Some(s) => $op.session(s).await,
-            None => $op.await,
-        }
-    };
-}
+use crate::db::in_session as exec;
 
 /// Runs an upserting `findOneAndUpdate` and returns the document as it is
 /// after this write. Whether this call inserted it is told by the `_id` the
