@@ -42,7 +42,7 @@ use crate::{
     auth::Role,
     config::{JobSettings, MongoSettings},
     db::{Db, in_session, names},
-    error::{ApiError, ApiResult, DUPLICATE_KEY},
+    error::{ApiError, ApiResult, only_duplicate_keys},
     events::{Event, Events, Listener},
     http::metrics::Metrics,
 };
@@ -207,21 +207,6 @@ pub fn notification_id(job: ObjectId, created: bson::DateTime, user: ObjectId) -
     bytes[..4].copy_from_slice(&secs.to_be_bytes());
     bytes[4..].copy_from_slice(&hash[..8]);
     ObjectId::from_bytes(bytes)
-}
-
-/// Whether an `insert_many` failed only on duplicate keys (the rest of the
-/// batch went in, unordered).
-fn only_duplicates(err: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    match err.kind.as_ref() {
-        ErrorKind::InsertMany(e) => {
-            e.write_concern_error.is_none()
-                && e.write_errors
-                    .as_ref()
-                    .is_some_and(|errs| errs.iter().all(|w| w.code == DUPLICATE_KEY))
-        }
-        _ => crate::error::is_duplicate_key(err),
-    }
 }
 
 /// The documents of an unordered batch that did go in: all but those
@@ -526,7 +511,7 @@ impl Worker {
                 .await?
             {
                 Ok(_) => docs,
-                Err(e) if only_duplicates(&e) => {
+                Err(e) if only_duplicate_keys(&e) => {
                     tracing::info!(job = %job.id, "a batch was partly inserted before; duplicates skipped");
                     without_duplicates(docs, &e)
                 }

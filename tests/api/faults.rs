@@ -21,9 +21,15 @@ const RECORD: &str = "mutation($i: ProgressInput!) { recordProgress(input: $i) {
   status timeSpentSeconds attempts score } }";
 const START: &str = "mutation($m: ID!) { startModule(moduleId: $m) { status attempts } }";
 
-/// The surrogate's URI with `appName` set.
-fn uri_with_app_name(app_name: &str) -> String {
-    let base = mongo_uri();
+/// A standalone server (no transactions, no change streams), from
+/// scripts/test.
+fn standalone_uri() -> String {
+    std::env::var("KAIROS_TEST_STANDALONE_MONGODB_URI")
+        .expect("KAIROS_TEST_STANDALONE_MONGODB_URI: run the tests with scripts/test")
+}
+
+/// `base` with `appName` set.
+fn uri_with_app_name(base: &str, app_name: &str) -> String {
     let sep = if base.contains('?') {
         "&"
     } else if base.trim_end_matches('/').matches('/').count() > 2 {
@@ -53,8 +59,13 @@ impl Faulty {
 
     /// Another instance on the database `db_name`, with extra settings.
     async fn spawn_with(db_name: &str, extra: &[(&str, &str)]) -> Self {
+        Self::spawn_on(&mongo_uri(), db_name, extra).await
+    }
+
+    /// An instance on the server at `base`.
+    async fn spawn_on(base: &str, db_name: &str, extra: &[(&str, &str)]) -> Self {
         let app_name = format!("kt-{}", &ObjectId::new().to_hex()[12..]);
-        let uri = uri_with_app_name(&app_name);
+        let uri = uri_with_app_name(base, &app_name);
         let mut vars = vec![
             ("MONGODB_URI", uri.as_str()),
             ("MONGODB_DB", db_name),
@@ -67,7 +78,7 @@ impl Faulty {
         ];
         vars.extend_from_slice(extra);
         let app = spawn_app_with(&vars).await;
-        let admin = mongodb::Client::with_uri_str(mongo_uri()).await.unwrap();
+        let admin = mongodb::Client::with_uri_str(base).await.unwrap();
         Faulty {
             app,
             app_name,
@@ -911,4 +922,67 @@ async fn a_catalogue_write_past_the_deadline_answers_unavailable_and_applies_not
         f.app.ok(&read, json!({}), None).await["module"]["title"],
         "Title kept"
     );
+}
+
+#[tokio::test]
+async fn on_a_standalone_server_a_keyed_report_sent_again_after_any_fault_is_applied_once() {
+    // No transactions: the writes stand one by one, and the driver retries
+    // none of them. The web app sends every report with a key and sends it
+    // again after an error; the report is then whole, and counted once.
+    let f = Faulty::spawn_on(&standalone_uri(), &unique_db("standalone"), &[]).await;
+    let module = f.app.insert_modules(vec![module("m", 1, doc! {})]).await[0];
+    let mut faults = Vec::new();
+    // The writes: the progress update, the completion, the activity
+    // entries, the key's answer (an upserting update).
+    for cmd in ["findAndModify", "insert", "update"] {
+        faults.extend(four_faults(cmd).into_iter().map(|x| (cmd, x)));
+    }
+    // The completion's transition is the second findAndModify.
+    faults.extend(
+        four_faults("findAndModify")
+            .into_iter()
+            .map(|x| ("completion", x.after(1))),
+    );
+    for (i, (cmd, fault)) in faults.into_iter().enumerate() {
+        let (token, user) = f.app.register(&format!("solo{i}")).await;
+        let report = json!({ "i": {
+            "moduleId": module.to_hex(), "timeSpentSeconds": 120, "score": 80.0,
+            "completed": true, "idempotencyKey": format!("k{i}"),
+        } });
+        f.arm_fault(&fault).await;
+        let body = f.app.gql(RECORD, report.clone(), Some(&token)).await;
+        f.off().await;
+        let case = format!("standalone, {cmd}: {} x{}", fault.name, fault.times);
+        let first = outcome(&body, "recordProgress");
+        assert!(first == "ok" || first == "UNAVAILABLE", "{case}: {body}");
+        // Sent again until answered (and once more after that).
+        for _ in 0..2 {
+            let answer = f.until_ok(RECORD, report.clone(), Some(&token)).await;
+            let p = &answer["recordProgress"];
+            assert_eq!(
+                (&p["timeSpentSeconds"], &p["attempts"], &p["status"]),
+                (&json!(120), &json!(1), &json!("COMPLETED")),
+                "{case}: {answer}"
+            );
+        }
+        // Exactly once: the time, one attempt, `started` + `completed`.
+        assert_eq!(f.applied(&user, module).await, (120, 1, 2), "{case}");
+        let kinds: Vec<String> = f
+            .coll("activity")
+            .distinct(
+                "kind",
+                doc! { "user_id": ObjectId::parse_str(&user).unwrap() },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(kinds.len(), 2, "{case}: {kinds:?}");
+        assert!(kinds.contains(&"started".to_string()), "{case}: {kinds:?}");
+        assert!(
+            kinds.contains(&"completed".to_string()),
+            "{case}: {kinds:?}"
+        );
+    }
 }
