@@ -986,3 +986,80 @@ async fn on_a_standalone_server_a_keyed_report_sent_again_after_any_fault_is_app
         );
     }
 }
+
+#[tokio::test]
+async fn marking_notifications_read_and_updating_ones_settings_survive_the_faults_whole() {
+    let (f, _admin) = catalogue_faulty(&[]).await;
+    let mark = "mutation { markNotificationsRead }";
+    let unread = "{ unreadNotificationCount }";
+    // An update of many documents, which the driver never retries.
+    for (i, fault) in four_faults("update").into_iter().enumerate() {
+        let (token, user) = f.app.register(&format!("reader{i}")).await;
+        let user = ObjectId::parse_str(&user).unwrap();
+        let notes: Vec<Document> = (0..3)
+            .map(|n| {
+                doc! {
+                    "user_id": user, "message": format!("note {n}"), "module_id": null,
+                    "read": false, "created_at": bson::DateTime::now(),
+                }
+            })
+            .collect();
+        f.coll("notifications").insert_many(notes).await.unwrap();
+        let before = f.until_ok(unread, json!({}), Some(&token)).await;
+        assert_eq!(before["unreadNotificationCount"], 3);
+        f.arm_fault(&fault).await;
+        let body = f.app.gql(mark, json!({}), Some(&token)).await;
+        f.off().await;
+        let case = format!("mark read: {} x{}", fault.name, fault.times);
+        assert_eq!(
+            outcome(&body, "markNotificationsRead"),
+            "ok",
+            "{case}: {body}"
+        );
+        // The count of the run that committed.
+        assert_eq!(body["data"]["markNotificationsRead"], 3, "{case}");
+        let left = f
+            .count("notifications", doc! { "user_id": user, "read": false })
+            .await;
+        assert_eq!(left, 0, "{case}");
+        let after = f.app.ok(unread, json!({}), Some(&token)).await;
+        assert_eq!(after["unreadNotificationCount"], 0, "{case}");
+    }
+    // One document: the driver retries it once, the unit after that.
+    let (token, user) = f.app.register("settings").await;
+    let user = ObjectId::parse_str(&user).unwrap();
+    for (i, fault) in four_faults("findAndModify").into_iter().enumerate() {
+        let name = format!("Name {i}");
+        f.until_ok("{ me { displayName } }", json!({}), Some(&token))
+            .await;
+        f.arm_fault(&fault).await;
+        let body = f
+            .app
+            .gql(
+                "mutation($i: UpdateMeInput!) { updateMe(input: $i) { displayName } }",
+                json!({ "i": { "displayName": name } }),
+                Some(&token),
+            )
+            .await;
+        f.off().await;
+        let case = format!("updateMe: {} x{}", fault.name, fault.times);
+        assert_eq!(outcome(&body, "updateMe"), "ok", "{case}: {body}");
+        assert_eq!(
+            body["data"]["updateMe"]["displayName"],
+            name.as_str(),
+            "{case}"
+        );
+        let stored = f
+            .coll("users")
+            .find_one(doc! { "_id": user })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.get_str("display_name").unwrap(), name, "{case}");
+        let me = f
+            .app
+            .ok("{ me { displayName } }", json!({}), Some(&token))
+            .await;
+        assert_eq!(me["me"]["displayName"], name.as_str(), "{case}");
+    }
+}
