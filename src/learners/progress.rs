@@ -211,6 +211,9 @@ pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult
     db.as_one_unit(db, |mut session, db| {
         let db: &Db = db;
         Box::pin(async move {
+            if session.is_none() {
+                return start_without_transaction(db, user_id, module_id).await;
+            }
             let now = bson::DateTime::now();
             let new_id = ObjectId::new();
             let update = doc! { "$setOnInsert": {
@@ -245,6 +248,119 @@ pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult
         })
     })
     .await
+}
+
+/// Marks a progress document whose `started` entry is not logged yet, on
+/// a deployment without transactions.
+const STARTED_UNLOGGED: &str = "started_unlogged";
+
+/// [`start`] where there are no transactions: the progress document is
+/// inserted marked [`STARTED_UNLOGGED`], then the `started` entry (its id
+/// derived from the learner and the module, which are started once) is
+/// logged, then the mark is removed. A fault between them leaves the mark;
+/// `startModule` sent again finds it and finishes the job, logging the
+/// entry once.
+async fn start_without_transaction(
+    db: &Db,
+    user_id: ObjectId,
+    module_id: ObjectId,
+) -> mongodb::error::Result<Written> {
+    let coll = db.raw(names::PROGRESS);
+    let now = bson::DateTime::now();
+    let new_id = ObjectId::new();
+    let filter = doc! { "user_id": user_id, "module_id": module_id };
+    let update = doc! { "$setOnInsert": {
+        "_id": new_id,
+        "status": ProgressStatus::InProgress.as_str(),
+        "time_spent_seconds": 0_i64,
+        "attempts": 0_i64,
+        "started_at": now,
+        "updated_at": now,
+        STARTED_UNLOGGED: true,
+    } };
+    let mut attempt = 0;
+    let mut raw = loop {
+        attempt += 1;
+        let written = coll
+            .find_one_and_update(filter.clone(), update.clone())
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .max_time(db.op_timeout)
+            .await;
+        match written {
+            Ok(Some(d)) => break d,
+            Ok(None) => {
+                if let Some(d) = coll.find_one(filter.clone()).await? {
+                    break d;
+                }
+            }
+            Err(e) if is_duplicate_key(&e) && attempt < 3 => {}
+            Err(e) => return Err(e),
+        }
+        if attempt >= 3 {
+            return Err(mongodb::error::Error::custom(ApiError::internal(
+                "progress upsert",
+                "no document after an upsert",
+            )));
+        }
+    };
+    let inserted = raw.get_object_id("_id").is_ok_and(|id| id == new_id);
+    let logged = log_unlogged_start(db, &mut raw, user_id, module_id, now).await?;
+    let progress = bson::from_document::<ProgressDoc>(raw)
+        .map_err(|e| mongodb::error::Error::custom(ApiError::internal("progress document", e)))?;
+    Ok(Written {
+        progress,
+        changed: inserted || logged,
+    })
+}
+
+/// Logs the `started` entry of a progress document still marked
+/// [`STARTED_UNLOGGED`] (its id derived from the learner and the module,
+/// so it is logged once however often this runs), then removes the mark;
+/// whether this call logged it.
+async fn log_unlogged_start(
+    db: &Db,
+    raw: &mut Document,
+    user_id: ObjectId,
+    module_id: ObjectId,
+    now: bson::DateTime,
+) -> mongodb::error::Result<bool> {
+    if raw.get_bool(STARTED_UNLOGGED) != Ok(true) {
+        return Ok(false);
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(user_id.bytes());
+    hasher.update(module_id.bytes());
+    hasher.update(b"started");
+    let mut bytes = [0u8; 12];
+    bytes.copy_from_slice(&hasher.finalize()[..12]);
+    let entry = ActivityDoc {
+        id: ObjectId::from_bytes(bytes),
+        user_id,
+        module_id,
+        kind: ActivityKind::Started,
+        at: raw.get_datetime("started_at").copied().unwrap_or(now),
+        time_spent_seconds: 0,
+        score: None,
+    };
+    let inserted = db
+        .collection::<ActivityDoc>(names::ACTIVITY)
+        .insert_one(&entry)
+        .await;
+    let logged = match inserted {
+        Ok(_) => true,
+        // Logged by an earlier attempt.
+        Err(e) if is_duplicate_key(&e) => false,
+        Err(e) => return Err(e),
+    };
+    db.raw(names::PROGRESS)
+        .update_one(
+            doc! { "_id": raw.get("_id").cloned() },
+            doc! { "$unset": { STARTED_UNLOGGED: "" } },
+        )
+        .await?;
+    raw.remove(STARTED_UNLOGGED);
+    Ok(logged)
 }
 
 /// A fingerprint of what a report says, stored with its idempotency key so
@@ -459,6 +575,8 @@ async fn apply_keyed_without_transaction(
             Err(e) => return Err(e),
         }
     };
+    // A `startModule` that stopped half-way: its entry first.
+    log_unlogged_start(db, &mut raw, user_id, report.module_id, now).await?;
     let progress = |d: &Document| {
         bson::from_document::<ProgressDoc>(d.clone())
             .map_err(|e| mongodb::error::Error::custom(ApiError::internal("progress document", e)))

@@ -1063,3 +1063,55 @@ async fn marking_notifications_read_and_updating_ones_settings_survive_the_fault
         assert_eq!(me["me"]["displayName"], name.as_str(), "{case}");
     }
 }
+
+#[tokio::test]
+async fn on_a_standalone_server_start_module_sent_again_after_any_fault_is_whole_once() {
+    let f = Faulty::spawn_on(&standalone_uri(), &unique_db("standalone"), &[]).await;
+    let module = f.app.insert_modules(vec![module("m", 1, doc! {})]).await[0];
+    let mut faults = Vec::new();
+    // The progress document, its `started` entry, the mark's removal.
+    for cmd in ["findAndModify", "insert", "update"] {
+        faults.extend(four_faults(cmd).into_iter().map(|x| (cmd, x)));
+    }
+    for (i, (cmd, fault)) in faults.into_iter().enumerate() {
+        let (token, user) = f.app.register(&format!("starter{i}")).await;
+        f.arm_fault(&fault).await;
+        let body = f
+            .app
+            .gql(START, json!({ "m": module.to_hex() }), Some(&token))
+            .await;
+        f.off().await;
+        let case = format!("standalone start, {cmd}: {} x{}", fault.name, fault.times);
+        let first = outcome(&body, "startModule");
+        assert!(first == "ok" || first == "UNAVAILABLE", "{case}: {body}");
+        for _ in 0..2 {
+            let answer = f
+                .until_ok(START, json!({ "m": module.to_hex() }), Some(&token))
+                .await;
+            assert_eq!(answer["startModule"]["status"], "IN_PROGRESS", "{case}");
+        }
+        assert_eq!(f.applied(&user, module).await, (0, 0, 1), "{case}");
+        let marked = f
+            .count("progress", doc! { "started_unlogged": { "$exists": true } })
+            .await;
+        assert_eq!(marked, 0, "{case}");
+    }
+    // A start that stopped half-way, followed by a keyed report instead of
+    // a second start: the report logs the missing `started` entry.
+    let (token, user) = f.app.register("halfway").await;
+    f.arm_fault(&stepdown("insert", 2)).await;
+    let body = f
+        .app
+        .gql(START, json!({ "m": module.to_hex() }), Some(&token))
+        .await;
+    f.off().await;
+    assert_eq!(code(&body), "UNAVAILABLE", "{body}");
+    assert_eq!(f.applied(&user, module).await, (0, 0, 0));
+    let report = json!({ "i": { "moduleId": module.to_hex(), "timeSpentSeconds": 30, "idempotencyKey": "h" } });
+    f.until_ok(RECORD, report, Some(&token)).await;
+    assert_eq!(f.applied(&user, module).await, (30, 1, 2));
+    let marked = f
+        .count("progress", doc! { "started_unlogged": { "$exists": true } })
+        .await;
+    assert_eq!(marked, 0);
+}
