@@ -204,7 +204,8 @@ pub struct Written {
 }
 
 /// Starts a module for a learner; a started module is returned unchanged.
-/// The progress document and its `started` entry are written together.
+/// The progress document and its `started` entry are written together (in
+/// a transaction; without transactions, see `start_without_transaction`).
 pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<Written> {
     // The handles travel in the context: the body's future may only borrow
     // what outlives the session's borrow.
@@ -429,7 +430,7 @@ async fn first_answer(
 /// activity entries, the key's answer. A fault between them can leave the
 /// time counted without its entries (the report answered UNAVAILABLE)
 /// until the report is sent again with its key, which completes it without
-/// counting anything twice ([`apply_keyed_without_transaction`]). See the
+/// counting anything twice (`apply_keyed_without_transaction`). See the
 /// README's failure section.
 ///
 /// **Idempotence.** A report with a key already answered returns that
