@@ -216,6 +216,9 @@ async fn main() -> anyhow::Result<()> {
         .env("RATE_LIMIT_BURST", "1000000")
         .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
         .env("WORKER_ENABLED", "false")
+        // One admin opens every subscription: lift its cost bucket.
+        .env("RATE_LIMIT_COST_BUCKET", "1000000000")
+        .env("RATE_LIMIT_COST_RESTORE_PER_SECOND", "1000000000")
         .env("WS_MAX_CONNECTIONS_PER_USER", &limit)
         .env("WS_MAX_CONNECTIONS_PER_ADDRESS", &limit)
         .env("RUST_LOG", "warn")
