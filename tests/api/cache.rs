@@ -108,11 +108,20 @@ pub async fn wait_backend(app: &TestApp, admin: &str, backend: &str) {
 /// Two instances sharing one database and one Redis key prefix, both
 /// already on the Redis backend; also the Redis (to stop) and an admin token.
 pub async fn two_instances_on_one_redis() -> (TestApp, TestApp, RedisProc, String) {
+    two_instances_on_one_redis_with(&[]).await
+}
+
+/// Two instances sharing one database and a Redis of their own, with
+/// `extra` settings, both using Redis; and an admin's token.
+pub async fn two_instances_on_one_redis_with(
+    extra: &[(&str, &str)],
+) -> (TestApp, TestApp, RedisProc, String) {
     let redis = RedisProc::start().await;
     let (url, prefix) = (redis.url(), unique_prefix());
-    let a = spawn_app_with(&redis_settings(&url, &prefix)).await;
-    let db_name = a.state.settings.mongo.database.clone();
     let mut settings = redis_settings(&url, &prefix);
+    settings.extend_from_slice(extra);
+    let a = spawn_app_with(&settings).await;
+    let db_name = a.state.settings.mongo.database.clone();
     settings.push(("MONGODB_DB", db_name.as_str()));
     let b = spawn_app_with(&settings).await;
     let admin = a.admin_token().await;

@@ -8,7 +8,9 @@ use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::{
-    cache::{RedisProc, redis_settings, unique_prefix, wait_backend},
+    cache::{
+        RedisProc, redis_settings, two_instances_on_one_redis_with, unique_prefix, wait_backend,
+    },
     helpers::{TestApp, code, module, spawn_app, spawn_app_with},
 };
 
@@ -329,17 +331,7 @@ fn assert_throttled(status: StatusCode, headers: &header::HeaderMap, body: &Valu
 
 #[tokio::test]
 async fn the_bucket_of_a_user_is_shared_by_two_instances_on_one_redis() {
-    let redis = RedisProc::start().await;
-    let (url, prefix) = (redis.url(), unique_prefix());
-    let mut settings = redis_settings(&url, &prefix);
-    settings.extend(SMALL_BUCKET);
-    let a = spawn_app_with(&settings).await;
-    let db_name = a.state.settings.mongo.database.clone();
-    settings.push(("MONGODB_DB", db_name.as_str()));
-    let b = spawn_app_with(&settings).await;
-    let admin = a.admin_token().await;
-    wait_backend(&a, &admin, "redis").await;
-    wait_backend(&b, &admin, "redis").await;
+    let (a, b, _redis, _) = two_instances_on_one_redis_with(&SMALL_BUCKET).await;
     let (alice, _) = a.register("alice").await;
     let (bob, _) = a.register("bob").await;
 
@@ -391,18 +383,9 @@ fn scripts_run(redis: &RedisProc) -> u64 {
 
 #[tokio::test]
 async fn an_instance_leases_points_so_requests_skip_redis_yet_never_spend_a_point_twice() {
-    let redis = RedisProc::start().await;
-    let (url, prefix) = (redis.url(), unique_prefix());
-    let mut settings = redis_settings(&url, &prefix);
-    settings.extend(SMALL_BUCKET);
+    let mut settings = SMALL_BUCKET.to_vec();
     settings.push(("RATE_LIMIT_COST_LEASE", "150"));
-    let a = spawn_app_with(&settings).await;
-    let db_name = a.state.settings.mongo.database.clone();
-    settings.push(("MONGODB_DB", db_name.as_str()));
-    let b = spawn_app_with(&settings).await;
-    let admin = a.admin_token().await;
-    wait_backend(&a, &admin, "redis").await;
-    wait_backend(&b, &admin, "redis").await;
+    let (a, b, redis, admin) = two_instances_on_one_redis_with(&settings).await;
     let (erin, _) = a.register("erin").await;
     // Warm the page's cache, so that the reads below are quick.
     a.query(

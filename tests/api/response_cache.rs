@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::{
     cache::{
-        BlackHoleProxy, RedisProc, redis_settings, two_instances_on_one_redis, unique_prefix,
-        wait_backend,
+        BlackHoleProxy, RedisProc, redis_settings, two_instances_on_one_redis,
+        two_instances_on_one_redis_with, unique_prefix, wait_backend,
     },
     helpers::{TestApp, module, spawn_app_with},
 };
@@ -161,21 +161,7 @@ async fn a_module_title_change_is_seen_at_once_on_every_instance() {
 }
 
 async fn two_instances_with(responses: &str) -> (TestApp, TestApp, RedisProc, String) {
-    if responses == "true" {
-        return two_instances_on_one_redis().await;
-    }
-    let redis = RedisProc::start().await;
-    let (url, prefix) = (redis.url(), unique_prefix());
-    let mut settings = redis_settings(&url, &prefix);
-    settings.push(("CACHE_RESPONSES", "false"));
-    let a = spawn_app_with(&settings).await;
-    let db_name = a.state.settings.mongo.database.clone();
-    settings.push(("MONGODB_DB", db_name.as_str()));
-    let b = spawn_app_with(&settings).await;
-    let admin = a.admin_token().await;
-    wait_backend(&a, &admin, "redis").await;
-    wait_backend(&b, &admin, "redis").await;
-    (a, b, redis, admin)
+    two_instances_on_one_redis_with(&[("CACHE_RESPONSES", responses)]).await
 }
 
 #[tokio::test]
