@@ -38,8 +38,8 @@ fn uri_with_app_name(app_name: &str) -> String {
 static FAILPOINT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A service whose database connections carry a name of their own.
-struct Faulty {
-    app: TestApp,
+pub(crate) struct Faulty {
+    pub(crate) app: TestApp,
     app_name: String,
     admin: mongodb::Client,
     /// The failpoint while this test has it armed.
@@ -52,7 +52,7 @@ impl Faulty {
     }
 
     /// Another instance on the database `db_name`, with extra settings.
-    async fn spawn_with(db_name: &str, extra: &[(&str, &str)]) -> Self {
+    pub(crate) async fn spawn_with(db_name: &str, extra: &[(&str, &str)]) -> Self {
         let app_name = format!("kt-{}", &ObjectId::new().to_hex()[12..]);
         let uri = uri_with_app_name(&app_name);
         let mut vars = vec![
@@ -77,7 +77,7 @@ impl Faulty {
     }
 
     /// Arms `failCommand` for this app's connections, `times` times.
-    async fn arm(&self, times: i32, mut data: Document) {
+    pub(crate) async fn arm(&self, times: i32, mut data: Document) {
         let turn = FAILPOINT.lock().await;
         *self.armed.lock().unwrap() = Some(turn);
         data.insert("appName", self.app_name.as_str());
@@ -94,7 +94,7 @@ impl Faulty {
 
     /// Disarms it (failpoints are server-wide: one test's leftover must
     /// not outlive it; `appName` keeps others' tests apart meanwhile).
-    async fn off(&self) {
+    pub(crate) async fn off(&self) {
         self.admin
             .database("admin")
             .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })
