@@ -41,8 +41,8 @@
 //! **The build.** The opted-in ids (index `leaderboard_opt_in`) and one
 //! aggregation on `progress` (all time; index `module_status`) or
 //! `activity` (the last 7 or 30 days; index `at_ttl`), from a `$match` on
-//! the counted modules (published, of the category when given) and the
-//! period, grouped by learner; Rust keeps the opted-in. Its cost follows
+//! the period and the counted modules (published, of the category when
+//! given), grouped by learner; Rust keeps the opted-in. Its cost follows
 //! the period's entries, in the background, at most once per refresh age.
 
 use std::{
@@ -274,6 +274,12 @@ async fn counted_modules(db: &Db, category: Option<&str>) -> ApiResult<Vec<Objec
 /// The figures pipeline, run on `progress` (all time) or `activity` (from
 /// `since`): the counted modules' entries of the period (of `users` only,
 /// when given), grouped by learner.
+///
+/// The first `$match` holds one indexed predicate (the learners, else the
+/// period's start on `activity`, else the modules on `progress`) and the
+/// second the others: MongoDB coalesces the two and plans from all of
+/// them; the surrogate plans from the first stage alone, and scans for a
+/// filter with two operator fields.
 pub fn pipeline(
     modules: &[ObjectId],
     since: Option<DateTime<Utc>>,
@@ -283,22 +289,29 @@ pub fn pipeline(
     if let Some(users) = users {
         filter.insert("user_id", doc! { "$in": users });
     }
+    if let Some(since) = since {
+        filter.insert("at", doc! { "$gte": bson::DateTime::from_chrono(since) });
+    }
     filter.insert("module_id", doc! { "$in": modules });
     let completed = match since {
         None => doc! { "$eq": ["$status", "completed"] },
-        Some(since) => {
-            filter.insert("at", doc! { "$gte": bson::DateTime::from_chrono(since) });
-            doc! { "$eq": ["$kind", "completed"] }
-        }
+        Some(_) => doc! { "$eq": ["$kind", "completed"] },
     };
-    vec![
-        doc! { "$match": filter },
-        doc! { "$group": {
-            "_id": "$user_id",
-            "completed": { "$sum": { "$cond": [completed, 1, 0] } },
-            "time": { "$sum": "$time_spent_seconds" },
-        } },
-    ]
+    let (first, rest): (Document, Document) = {
+        let mut it = filter.into_iter();
+        let first = it.next().into_iter().collect();
+        (first, it.collect())
+    };
+    let mut stages = vec![doc! { "$match": first }];
+    if !rest.is_empty() {
+        stages.push(doc! { "$match": rest });
+    }
+    stages.push(doc! { "$group": {
+        "_id": "$user_id",
+        "completed": { "$sum": { "$cond": [completed, 1, 0] } },
+        "time": { "$sum": "$time_spent_seconds" },
+    } });
+    stages
 }
 
 /// The period's figures of every learner with entries (of `users` only,
@@ -773,5 +786,21 @@ mod tests {
         assert_eq!(r.rank(ids[1]), None, "opted out");
         assert_eq!(r.rank(ids[6]), None, "no activity");
         assert_eq!(r.participants(), 5);
+    }
+
+    #[test]
+    fn each_pipeline_starts_on_one_indexed_predicate() {
+        let (m, u) = ([ObjectId::new()], [ObjectId::new()]);
+        let first = |p: Vec<Document>| {
+            let stage = p[0].get_document("$match").unwrap().clone();
+            stage.keys().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(first(pipeline(&m, None, None)), ["module_id"]);
+        assert_eq!(first(pipeline(&m, Some(Utc::now()), None)), ["at"]);
+        assert_eq!(first(pipeline(&m, Some(Utc::now()), Some(&u))), ["user_id"]);
+        let all = pipeline(&m, Some(Utc::now()), Some(&u));
+        let rest = all[1].get_document("$match").unwrap();
+        assert!(rest.contains_key("at") && rest.contains_key("module_id"));
+        assert!(all[2].contains_key("$group"));
     }
 }
