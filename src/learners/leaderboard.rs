@@ -15,11 +15,13 @@
 //! 30, at most 30) is rebuilt in the background, once per (period,
 //! category) per instance at a time, by the read that finds it due or by
 //! this instance's refresher (a tick a second); reads meanwhile get the
-//! previous ranking. A build is bounded by the operation deadline (20 s),
-//! so figures lag writes by at most the refresh age plus a build (under
-//! 60 s by default). Only the first read of a board on an instance waits
-//! for its build (at most the operation deadline, then `UNAVAILABLE`
-//! while the build goes on); boards are not warmed at start, as a ranking
+//! previous ranking. A build may take the operation deadline (20 s), and
+//! never so long that the refresh age, a tick and a build pass 59 s: the
+//! figures lag writes by under 60 s while the database answers (a failed
+//! build leaves the previous ranking served, and is tried again 5 s
+//! later). Only the first read of a board on an instance waits for its
+//! build (at most that long, then `UNAVAILABLE` while the build goes on);
+//! boards are not warmed at start, as a ranking
 //! built before the catalogue or the data arrive would be served as it is
 //! until its refresh. A board nobody read for [`IDLE`] is dropped, with
 //! its refreshes, and its next read is a first read again.
@@ -456,6 +458,9 @@ struct Inner {
     cache: Arc<Cache>,
     /// A base this old is rebuilt (`LEADERBOARD_REFRESH_SECS`).
     refresh: Duration,
+    /// The most a build may take: with the refresh age and a tick, under
+    /// the 60 s the figures may lag.
+    deadline: Duration,
     slots: Mutex<HashMap<Key, Slot>>,
     /// Whether the refresher task runs.
     tending: AtomicBool,
@@ -481,7 +486,12 @@ impl Inner {
                 // The stamp before the snapshot: a change after it shows
                 // as another stamp on the next read.
                 let members = members_stamp(&inner.cache).await?;
-                let base = build_base(&inner.db, key.0, key.1.as_deref()).await?;
+                let base = tokio::time::timeout(
+                    inner.deadline,
+                    build_base(&inner.db, key.0, key.1.as_deref()),
+                )
+                .await
+                .map_err(|_| ApiError::Unavailable)??;
                 Ok::<_, ApiError>(Ranking::new(
                     members,
                     Arc::new(base),
@@ -548,7 +558,7 @@ impl Inner {
             }
             slot.ended.subscribe()
         };
-        if tokio::time::timeout(self.db.op_timeout, ended.changed())
+        if tokio::time::timeout(self.deadline, ended.changed())
             .await
             .is_err()
         {
@@ -609,10 +619,13 @@ impl Inner {
 impl Leaderboards {
     /// Boards on `db`, their bases rebuilt when `refresh` old.
     pub fn new(db: Db, cache: Arc<Cache>, refresh: Duration) -> Self {
+        let lag = Duration::from_secs(59);
+        let deadline = db.op_timeout.min(lag.saturating_sub(refresh + TICK));
         Leaderboards(Arc::new(Inner {
             db,
             cache,
             refresh,
+            deadline,
             slots: Mutex::default(),
             tending: AtomicBool::new(false),
         }))
