@@ -282,11 +282,19 @@ async fn main() -> anyhow::Result<()> {
             .bearer_auth(admin)
             .send()
             .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "export failed: {}",
-            resp.status()
-        );
+        if !resp.status().is_success() {
+            done.store(true, Ordering::Relaxed);
+            sampler.await?;
+            export_rows.push(format!(
+                "| {users} | {} | export failed: {} after {:.1} s | | | | |",
+                report.progress,
+                resp.status(),
+                t.elapsed().as_secs_f64()
+            ));
+            let _ = tx.send(());
+            db.db.drop().await?;
+            continue;
+        }
         let (mut bytes, mut lines) = (0u64, 0u64);
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
