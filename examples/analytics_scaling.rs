@@ -17,6 +17,8 @@
 //!
 //! MONGODB_URI=mongodb://127.0.0.1:27017 PROGRESS=2 \
 //!   cargo run --release --example analytics_scaling -- 1000 10000 100000
+//!
+//! `EXPORT_ONLY=1` measures the export alone (e.g. `PROGRESS=20`).
 
 use std::{
     sync::{
@@ -99,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    // EXPORT_ONLY=1 measures the export alone.
+    let export_only = std::env::var("EXPORT_ONLY").is_ok_and(|v| v == "1");
     println!("| learners | progress docs | request | mean (ms) | p50 | p95 | p99 |");
     println!("|---:|---:|---|---:|---:|---:|---:|");
     let mut export_rows = Vec::new();
@@ -163,102 +167,103 @@ async fn main() -> anyhow::Result<()> {
         }
         let (token, other, admin) = (&tokens[0], &tokens[1], &tokens[2]);
         let now = Utc::now();
-        let mut series = Vec::new();
-        let mut period = Vec::new();
-        for i in 0..REQUESTS {
-            let to = now - chrono::Duration::seconds(i as i64);
-            let f = (to - chrono::Duration::days(30)).to_rfc3339();
-            let t = Instant::now();
-            post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { activitySeries(from: $f, to: $t) { date events } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
-            series.push(t.elapsed());
-            let f = (to - chrono::Duration::days(7)).to_rfc3339();
-            let t = Instant::now();
-            post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { periodStats(from: $f, to: $t) { current { activeDays } previous { activeDays } } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
-            period.push(t.elapsed());
-        }
-        row(
-            users,
-            report.progress,
-            "activitySeries (30 days, miss)",
-            &mut series,
-        );
-        row(
-            users,
-            report.progress,
-            "periodStats (7 days, miss)",
-            &mut period,
-        );
-        let board = json!({ "query": "{ leaderboard(period: WEEK, first: 10) { participants viewerRank entries { rank name } } }" });
-        // The first read on an instance waits for the build.
-        let t = Instant::now();
-        post(&client, &base, token, board.clone()).await?;
-        row(
-            users,
-            report.progress,
-            "leaderboard (WEEK, first read: waits for the build)",
-            &mut [t.elapsed()],
-        );
-        let mut steady = Vec::new();
-        for _ in 0..REQUESTS {
+        if !export_only {
+            let mut series = Vec::new();
+            let mut period = Vec::new();
+            for i in 0..REQUESTS {
+                let to = now - chrono::Duration::seconds(i as i64);
+                let f = (to - chrono::Duration::days(30)).to_rfc3339();
+                let t = Instant::now();
+                post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { activitySeries(from: $f, to: $t) { date events } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
+                series.push(t.elapsed());
+                let f = (to - chrono::Duration::days(7)).to_rfc3339();
+                let t = Instant::now();
+                post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { periodStats(from: $f, to: $t) { current { activeDays } previous { activeDays } } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
+                period.push(t.elapsed());
+            }
+            row(
+                users,
+                report.progress,
+                "activitySeries (30 days, miss)",
+                &mut series,
+            );
+            row(
+                users,
+                report.progress,
+                "periodStats (7 days, miss)",
+                &mut period,
+            );
+            let board = json!({ "query": "{ leaderboard(period: WEEK, first: 10) { participants viewerRank entries { rank name } } }" });
+            // The first read on an instance waits for the build.
             let t = Instant::now();
             post(&client, &base, token, board.clone()).await?;
-            steady.push(t.elapsed());
-        }
-        row(
-            users,
-            report.progress,
-            "leaderboard (WEEK, steady state)",
-            &mut steady,
-        );
-        let mut changed = Vec::new();
-        for i in 0..10 {
-            post(&client, &base, other, json!({ "query": format!("mutation {{ updateMe(input: {{ leaderboardOptIn: {} }}) {{ id }} }}", i % 2 == 1) })).await?;
-            let t = Instant::now();
-            post(&client, &base, token, board.clone()).await?;
-            changed.push(t.elapsed());
-        }
-        row(
-            users,
-            report.progress,
-            "leaderboard (WEEK, first read after an opt-in change)",
-            &mut changed,
-        );
-        // A second instance on the same data rebuilding every second in
-        // the background: reads while a rebuild runs.
-        let busy = Application::build(Settings::from_source(&[
-            ("MONGODB_URI", uri.as_str()),
-            ("MONGODB_DB", name.as_str()),
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("MONGODB_COMPRESSORS", "none"),
-            ("LEADERBOARD_REFRESH_SECS", "1"),
-            ("RATE_LIMIT_PER_SECOND", "1000000"),
-            ("RATE_LIMIT_BURST", "1000000"),
-            ("RATE_LIMIT_COST_BUCKET", "100000000"),
-            ("RATE_LIMIT_COST_RESTORE_PER_SECOND", "100000000"),
-        ])?)
-        .await?;
-        let busy_base = format!("http://127.0.0.1:{}/graphql", busy.port());
-        let (busy_tx, busy_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(busy.run_until(async {
-            let _ = busy_rx.await;
-        }));
-        post(&client, &busy_base, token, board.clone()).await?;
-        let mut during = Vec::new();
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until || during.len() < REQUESTS {
-            let t = Instant::now();
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, first read: waits for the build)",
+                &mut [t.elapsed()],
+            );
+            let mut steady = Vec::new();
+            for _ in 0..REQUESTS {
+                let t = Instant::now();
+                post(&client, &base, token, board.clone()).await?;
+                steady.push(t.elapsed());
+            }
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, steady state)",
+                &mut steady,
+            );
+            let mut changed = Vec::new();
+            for i in 0..10 {
+                post(&client, &base, other, json!({ "query": format!("mutation {{ updateMe(input: {{ leaderboardOptIn: {} }}) {{ id }} }}", i % 2 == 1) })).await?;
+                let t = Instant::now();
+                post(&client, &base, token, board.clone()).await?;
+                changed.push(t.elapsed());
+            }
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, first read after an opt-in change)",
+                &mut changed,
+            );
+            // A second instance on the same data rebuilding every second in
+            // the background: reads while a rebuild runs.
+            let busy = Application::build(Settings::from_source(&[
+                ("MONGODB_URI", uri.as_str()),
+                ("MONGODB_DB", name.as_str()),
+                ("BIND_ADDR", "127.0.0.1:0"),
+                ("MONGODB_COMPRESSORS", "none"),
+                ("LEADERBOARD_REFRESH_SECS", "1"),
+                ("RATE_LIMIT_PER_SECOND", "1000000"),
+                ("RATE_LIMIT_BURST", "1000000"),
+                ("RATE_LIMIT_COST_BUCKET", "100000000"),
+                ("RATE_LIMIT_COST_RESTORE_PER_SECOND", "100000000"),
+            ])?)
+            .await?;
+            let busy_base = format!("http://127.0.0.1:{}/graphql", busy.port());
+            let (busy_tx, busy_rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(busy.run_until(async {
+                let _ = busy_rx.await;
+            }));
             post(&client, &busy_base, token, board.clone()).await?;
-            during.push(t.elapsed());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut during = Vec::new();
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until || during.len() < REQUESTS {
+                let t = Instant::now();
+                post(&client, &busy_base, token, board.clone()).await?;
+                during.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = busy_tx.send(());
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, rebuilt every second in the background)",
+                &mut during,
+            );
         }
-        let _ = busy_tx.send(());
-        row(
-            users,
-            report.progress,
-            "leaderboard (WEEK, rebuilt every second in the background)",
-            &mut during,
-        );
-
         // The export, with the resident memory sampled while it streams.
         let before = rss_kib();
         let peak = Arc::new(AtomicU64::new(before));
