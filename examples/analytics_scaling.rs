@@ -18,7 +18,9 @@
 //! MONGODB_URI=mongodb://127.0.0.1:27017 PROGRESS=2 \
 //!   cargo run --release --example analytics_scaling -- 1000 10000 100000
 //!
-//! `EXPORT_ONLY=1` measures the export alone (e.g. `PROGRESS=20`).
+//! `EXPORT_ONLY=1` measures the export alone (e.g. `PROGRESS=20`);
+//! `SEEDED=1` uses a database seeded beforehand by `kairos seed` (named
+//! `kairos_bench_analytics_<learners>`).
 
 use std::{
     sync::{
@@ -128,7 +130,15 @@ async fn main() -> anyhow::Result<()> {
             batch: 10_000,
         };
         let started = Instant::now();
-        let report = seed::seed(&db, &opts).await?;
+        // SEEDED=1: the database was seeded beforehand (`kairos seed`).
+        let report = if std::env::var("SEEDED").is_ok_and(|v| v == "1") {
+            seed::SeedReport {
+                progress: db.raw("progress").estimated_document_count().await?,
+                ..Default::default()
+            }
+        } else {
+            seed::seed(&db, &opts).await?
+        };
         eprintln!(
             "seeded {users} learners in {:.1}s",
             started.elapsed().as_secs_f64()
