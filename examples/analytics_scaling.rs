@@ -144,12 +144,14 @@ async fn main() -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
         indexes::reconcile(&db, &indexes::load(None, 365 * 86_400)?, true).await?;
-        db.raw("users")
-            .update_many(
-                bson::doc! {},
-                bson::doc! { "$set": { "leaderboard_opt_in": true } },
-            )
-            .await?;
+        if !export_only {
+            db.raw("users")
+                .update_many(
+                    bson::doc! {},
+                    bson::doc! { "$set": { "leaderboard_opt_in": true } },
+                )
+                .await?;
+        }
 
         let app = Application::build(settings).await?;
         let base = format!("http://127.0.0.1:{}/graphql", app.port());
