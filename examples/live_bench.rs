@@ -89,14 +89,24 @@ async fn serve() -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-/// Opens one subscribed socket; its reader answers pings and reports each
+type Sink = Arc<
+    tokio::sync::Mutex<
+        futures::stream::SplitSink<
+            tokio_tungstenite::WebSocketStream<
+                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+            >,
+            Message,
+        >,
+    >,
+>;
+
+/// Opens one signed-in socket; its reader answers pings and reports each
 /// `next` message (with the time it arrived) on `deliveries`.
 async fn open(
     ws_url: &str,
     token: &str,
-    user: &str,
     deliveries: Option<mpsc::UnboundedSender<Instant>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Sink> {
     let mut request = ws_url.into_client_request()?;
     request.headers_mut().insert(
         "sec-websocket-protocol",
@@ -109,13 +119,10 @@ async fn open(
         Some(Ok(Message::Text(t))) if t.contains("connection_ack") => {}
         other => anyhow::bail!("no ack: {other:?}"),
     }
-    let subscribe = json!({ "type": "subscribe", "id": "1", "payload": {
-        "query": "subscription($u: ID) { progressChanged(userId: $u) { timeSpentSeconds } }",
-        "variables": { "u": user },
-    }});
-    ws.send(Message::text(subscribe.to_string())).await?;
+    let (sink, mut stream) = ws.split();
+    let sink: Sink = Arc::new(tokio::sync::Mutex::new(sink));
+    let pong = sink.clone();
     tokio::spawn(async move {
-        let (mut sink, mut stream) = ws.split();
         while let Some(Ok(message)) = stream.next().await {
             let Message::Text(text) = message else {
                 continue;
@@ -125,7 +132,9 @@ async fn open(
                     let _ = tx.send(Instant::now());
                 }
             } else if text.contains("\"ping\"")
-                && sink
+                && pong
+                    .lock()
+                    .await
                     .send(Message::text(r#"{"type":"pong"}"#))
                     .await
                     .is_err()
@@ -134,6 +143,19 @@ async fn open(
             }
         }
     });
+    Ok(sink)
+}
+
+/// Subscribes an open socket to `user`'s progress.
+async fn subscribe(sink: &Sink, user: &str) -> anyhow::Result<()> {
+    let subscribe = json!({ "type": "subscribe", "id": "1", "payload": {
+        "query": "subscription($u: ID) { progressChanged(userId: $u) { timeSpentSeconds } }",
+        "variables": { "u": user },
+    }});
+    sink.lock()
+        .await
+        .send(Message::text(subscribe.to_string()))
+        .await?;
     Ok(())
 }
 
@@ -194,6 +216,9 @@ async fn main() -> anyhow::Result<()> {
         .env("RATE_LIMIT_BURST", "1000000")
         .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
         .env("WORKER_ENABLED", "false")
+        // One admin opens every subscription: lift its cost bucket.
+        .env("RATE_LIMIT_COST_BUCKET", "1000000000")
+        .env("RATE_LIMIT_COST_RESTORE_PER_SECOND", "1000000000")
         .env("WS_MAX_CONNECTIONS_PER_USER", &limit)
         .env("WS_MAX_CONNECTIONS_PER_ADDRESS", &limit)
         .env("RUST_LOG", "warn")
@@ -265,18 +290,20 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::with_capacity(connections);
     for i in 0..connections {
         let (ws_url, admin, gate) = (ws_url.clone(), admin.clone(), gate.clone());
-        let (user, deliveries) = if i < subscribers {
-            (a.clone(), Some(tx.clone()))
-        } else {
-            (b.clone(), None)
-        };
+        let deliveries = (i < subscribers).then(|| tx.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await;
-            open(&ws_url, &admin, &user, deliveries).await
+            open(&ws_url, &admin, deliveries).await
         }));
     }
+    let mut sinks = Vec::with_capacity(connections);
     for task in tasks {
-        task.await??;
+        sinks.push(task.await??);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let signed_in = rss_kib(pid);
+    for (i, sink) in sinks.iter().enumerate() {
+        subscribe(sink, if i < subscribers { &a } else { &b }).await?;
     }
     while subscriptions(&base).await? < connections as f64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -284,9 +311,12 @@ async fn main() -> anyhow::Result<()> {
     let open_secs = opened.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(pid);
+    let per = |from: u64, to: u64| to.saturating_sub(from) as f64 / connections as f64;
     println!(
-        "{connections} subscribed sockets opened in {open_secs:.1} s; service RSS {before} KiB → {after} KiB: {:.1} KiB per connection",
-        (after.saturating_sub(before)) as f64 / connections as f64
+        "{connections} subscribed sockets opened in {open_secs:.1} s; service RSS {before} KiB → {signed_in} KiB signed in → {after} KiB subscribed: {:.1} KiB per connection ({:.1} the signed-in socket, {:.1} its subscription)",
+        per(before, after),
+        per(before, signed_in),
+        per(signed_in, after),
     );
 
     let mut from_send = Vec::with_capacity(writes * subscribers);

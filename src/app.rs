@@ -181,22 +181,17 @@ impl Application {
             };
             tokio::spawn(jobs::run_worker(deps, stopped.clone()))
         });
-        let services = &self.state.services;
-        // The follower has a client of its own: its change stream and token
-        // writes are not the requests' traffic (the command counts of
-        // `/metrics` and of the one-command tests stay the requests').
-        let follow_db = Db::connect(&self.state.settings.mongo).await.ok();
-        let follower = crate::follow::follower(
-            follow_db.as_ref().unwrap_or(&services.db),
-            services.cache.clone(),
-            self.state.follow.clone(),
-        );
-        let following = self
-            .state
-            .settings
-            .cache
-            .follow_changes
-            .then(|| tokio::spawn(follower.run(stopped)));
+        // The follower shares the process's one client (`crate::follow`
+        // says why) and exists only when following is on.
+        let following = self.state.settings.cache.follow_changes.then(|| {
+            let services = &self.state.services;
+            let follower = crate::follow::follower(
+                &services.db,
+                services.cache.clone(),
+                self.state.follow.clone(),
+            );
+            tokio::spawn(follower.run(stopped))
+        });
         if following.is_none() {
             self.state.follow.disabled();
         }
@@ -211,9 +206,6 @@ impl Application {
         let _ = stop.send(true);
         if let Some(following) = following {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), following).await;
-        }
-        if let Some(db) = follow_db {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), db.shutdown()).await;
         }
         if let Some(worker) = worker {
             // A round is one batch; past this the lease covers the rest.

@@ -121,6 +121,21 @@ impl ApiError {
 pub const DUPLICATE_KEY: i32 = 11000;
 
 /// Whether a driver error is a unique-index violation.
+/// Whether an `insert_many` failed only on duplicate keys (the rest of an
+/// unordered batch went in), or a single insert on one.
+pub fn only_duplicate_keys(err: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match err.kind.as_ref() {
+        ErrorKind::InsertMany(e) => {
+            e.write_concern_error.is_none()
+                && e.write_errors
+                    .as_ref()
+                    .is_some_and(|errs| errs.iter().all(|w| w.code == DUPLICATE_KEY))
+        }
+        _ => is_duplicate_key(err),
+    }
+}
+
 pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     match err.kind.as_ref() {

@@ -2,13 +2,20 @@
 //! the catalogue announces a publish or a deletion, and the notifications
 //! domain (registered at start in `crate::app`) queues or cancels the
 //! fan-out; progress and notification writes announce what they committed,
-//! and the live hub (`crate::live`) tells the subscribers. Listeners run in order, in the writer's task, and an error of
-//! one fails the write's answer (the write itself stands), as before the
-//! events existed.
+//! and the live hub (`crate::live`) tells the subscribers. Listeners run in
+//! order, in the writer's task.
+//!
+//! Twice for a catalogue write: [`Events::in_unit`] inside the write's unit
+//! (its transaction, `crate::db::Db::as_one_unit`), where a listener adds
+//! its own writes (the fan-out job of a publish, the cancellation of a
+//! deleted module's jobs) so that they are applied together with the
+//! write or not at all; then [`Events::emit`] once it is committed, where an
+//! error of one listener fails the write's answer (the write itself stands).
 
 use std::sync::Arc;
 
 use bson::oid::ObjectId;
+use mongodb::ClientSession;
 
 use crate::error::ApiResult;
 
@@ -36,7 +43,20 @@ pub enum Event {
 /// Reacts to events.
 #[async_trait::async_trait]
 pub trait Listener: Send + Sync {
+    /// After the write is committed.
     async fn on(&self, event: &Event) -> ApiResult<()>;
+
+    /// Inside the write's unit, before it commits: the listener's own
+    /// writes go through `session` (`None` on a deployment without
+    /// transactions) and return the driver's errors unchanged, so that the
+    /// unit runs again or fails whole.
+    async fn in_unit(
+        &self,
+        _event: &Event,
+        _session: &mut Option<&mut ClientSession>,
+    ) -> mongodb::error::Result<()> {
+        Ok(())
+    }
 }
 
 /// The listeners of this process; cheap to clone.
@@ -50,6 +70,19 @@ impl Events {
         Events {
             listeners: Arc::new(listeners),
         }
+    }
+
+    /// Hands `event` to every listener's [`Listener::in_unit`], inside the
+    /// write's unit; the first error stops it (and fails the unit).
+    pub async fn in_unit(
+        &self,
+        event: &Event,
+        session: &mut Option<&mut ClientSession>,
+    ) -> mongodb::error::Result<()> {
+        for listener in self.listeners.iter() {
+            listener.in_unit(event, session).await?;
+        }
+        Ok(())
     }
 
     /// Hands `event` to every listener in turn; the first error stops it.

@@ -8,6 +8,16 @@
 //! invalidation. A change stream is one cursor per instance; invalidating
 //! twice (the writer's own and the follower's) costs an `INCR`.
 //!
+//! **One client.** The follower uses the process's one `Client` (a client
+//! per process, as the driver asks: each one has its own pools, monitors
+//! and threads). A change stream does not hold a pooled connection between
+//! its `getMore`s (the driver pins one only behind a load balancer, and
+//! then one), and each `getMore` waits at most 300 ms, so the follower
+//! takes one connection of the pool at a time, briefly. Its commands
+//! (`aggregate` to open, `getMore`, the token's `update` in `meta`) count
+//! in `/metrics` with the others. With `CACHE_FOLLOW_CHANGES=false` nothing
+//! of it is built.
+//!
 //! Notifications and jobs are never cached, so they are not followed.
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use bson::{Bson, Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
-use mongodb::options::ReturnDocument;
+use mongodb::{ClientSession, options::ReturnDocument};
 use serde::Deserialize;
 
 use super::{
@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     db::{
-        Db, names,
+        Db, in_session, names,
         page::{self, PageQuery},
     },
     error::{ApiError, ApiResult, is_duplicate_key},
@@ -214,17 +214,21 @@ pub async fn contents(db: &Db, ids: &[ObjectId]) -> ApiResult<Vec<(ObjectId, Str
     Ok(docs.into_iter().map(|d| (d.id, d.content)).collect())
 }
 
-// Writes.
+// Writes. Each runs in the caller's unit (`session`: a transaction where
+// the deployment has them, see `crate::db::Db::as_one_unit`) and returns
+// the driver's errors unchanged; answers decided here (a taken slug) go
+// through `mongodb::error::Error::custom`.
 
-fn slug_conflict() -> ApiError {
-    ApiError::Conflict("a module with this slug already exists".into())
+fn slug_conflict() -> mongodb::error::Error {
+    mongodb::error::Error::custom(ApiError::Conflict(
+        "a module with this slug already exists".into(),
+    ))
 }
 
-/// Inserts a module; a taken slug (unique index `slug_unique`) is CONFLICT.
-#[tracing::instrument(skip_all)]
-pub async fn create(db: &Db, m: NewModule) -> ApiResult<ModuleDoc> {
+/// The document of a new module.
+pub fn new_document(m: NewModule) -> ModuleDoc {
     let now = bson::DateTime::now();
-    let doc = ModuleDoc {
+    ModuleDoc {
         id: ObjectId::new(),
         slug: m.slug,
         title: m.title,
@@ -238,44 +242,47 @@ pub async fn create(db: &Db, m: NewModule) -> ApiResult<ModuleDoc> {
         created_at: now,
         updated_at: now,
         content: Some(m.content),
-    };
-    match db
-        .run_keep(db.collection::<ModuleDoc>(names::MODULES).insert_one(&doc))
-        .await?
-    {
-        Ok(_) => Ok(ModuleDoc {
-            content: None,
-            ..doc
-        }),
+    }
+}
+
+/// Inserts a module; a taken slug (unique index `slug_unique`) is CONFLICT.
+pub async fn insert(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    doc: &ModuleDoc,
+) -> mongodb::error::Result<()> {
+    let coll = db.collection::<ModuleDoc>(names::MODULES);
+    match in_session!(session, coll.insert_one(doc)) {
+        Ok(_) => Ok(()),
         Err(e) if is_duplicate_key(&e) => Err(slug_conflict()),
-        Err(e) => Err(ApiError::from(e)),
+        Err(e) => Err(e),
     }
 }
 
 /// Applies `changes`; returns the module as it was before (without
 /// content) and as it is after, or `None` for an unknown id. The before
 /// image tells, atomically, whether this very update published it.
-#[tracing::instrument(skip_all, fields(module = %id))]
 pub async fn update(
     db: &Db,
+    session: &mut Option<&mut ClientSession>,
     id: ObjectId,
-    changes: Changes,
-) -> ApiResult<Option<(ModuleDoc, ModuleDoc)>> {
+    changes: &Changes,
+) -> mongodb::error::Result<Option<(ModuleDoc, ModuleDoc)>> {
     let coll = db.collection::<ModuleDoc>(names::MODULES);
-    let mut set = changes.set;
+    let mut set = changes.set.clone();
     set.insert("updated_at", bson::DateTime::now());
     let op = coll
         .find_one_and_update(doc! { "_id": id }, doc! { "$set": set.clone() })
         .projection(summary_projection())
         .return_document(ReturnDocument::Before)
         .max_time(db.op_timeout);
-    let before = match db.run_keep(op).await? {
+    let before = match in_session!(session, op) {
         Ok(Some(before)) => before,
         Ok(None) => return Ok(None),
         Err(e) if is_duplicate_key(&e) => return Err(slug_conflict()),
-        Err(e) => return Err(ApiError::from(e)),
+        Err(e) => return Err(e),
     };
-    let after = apply(&before, &set)?;
+    let after = apply(&before, &set).map_err(mongodb::error::Error::custom)?;
     Ok(Some((before, after)))
 }
 
@@ -300,60 +307,76 @@ pub struct Deleted {
     pub learners: Vec<ObjectId>,
 }
 
+/// Whether a module with this id exists.
+pub async fn exists(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    id: ObjectId,
+) -> mongodb::error::Result<bool> {
+    let found = in_session!(
+        session,
+        db.raw(names::MODULES)
+            .find_one(doc! { "_id": id })
+            .projection(doc! { "_id": 1 })
+            .max_time(db.op_timeout)
+    )?;
+    Ok(found.is_some())
+}
+
 /// Deletes a module with its progress and activity entries; notifications
 /// that named it keep their text and lose the module. `None` for an
-/// unknown id. `before_removal` runs once the module is known to exist
-/// and before anything goes. Every step is index-backed (`module_status`, `module`).
-#[tracing::instrument(skip_all, fields(module = %id))]
+/// unknown id. Every step is index-backed (`module_status`, `module`).
 pub async fn delete(
     db: &Db,
+    session: &mut Option<&mut ClientSession>,
     id: ObjectId,
-    before_removal: impl std::future::Future<Output = ApiResult<()>>,
-) -> ApiResult<Option<Deleted>> {
-    let exists = db
-        .run(
-            db.raw(names::MODULES)
-                .find_one(doc! { "_id": id })
-                .projection(doc! { "_id": 1 })
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    if exists.is_none() {
-        return Ok(None);
-    }
-    // First: no fan-out goes on telling learners about a module that is gone.
-    before_removal.await?;
-    let cursor = db
-        .run(
+) -> mongodb::error::Result<Option<Deleted>> {
+    let rows: Vec<Document> = match session.as_deref_mut() {
+        Some(s) => {
+            let mut cursor = db
+                .raw(names::PROGRESS)
+                .find(doc! { "module_id": id })
+                .projection(doc! { "_id": 0, "user_id": 1 })
+                .max_time(db.op_timeout)
+                .session(&mut *s)
+                .await?;
+            cursor.stream(s).try_collect().await?
+        }
+        None => {
             db.raw(names::PROGRESS)
                 .find(doc! { "module_id": id })
                 .projection(doc! { "_id": 0, "user_id": 1 })
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    let rows: Vec<Document> = db.run(cursor.try_collect()).await?;
+                .max_time(db.op_timeout)
+                .await?
+                .try_collect()
+                .await?
+        }
+    };
     let learners = rows
         .iter()
         .filter_map(|d| d.get_object_id("user_id").ok())
         .collect();
-    let removed = db
-        .run(db.raw(names::MODULES).delete_one(doc! { "_id": id }))
-        .await?;
-    db.run(
+    let removed = in_session!(
+        session,
+        db.raw(names::MODULES).delete_one(doc! { "_id": id })
+    )?;
+    in_session!(
+        session,
         db.raw(names::PROGRESS)
-            .delete_many(doc! { "module_id": id }),
-    )
-    .await?;
-    db.run(
+            .delete_many(doc! { "module_id": id })
+    )?;
+    in_session!(
+        session,
         db.raw(names::ACTIVITY)
-            .delete_many(doc! { "module_id": id }),
-    )
-    .await?;
-    db.run(db.raw(names::NOTIFICATIONS).update_many(
-        doc! { "module_id": id },
-        doc! { "$set": { "module_id": Bson::Null } },
-    ))
-    .await?;
+            .delete_many(doc! { "module_id": id })
+    )?;
+    in_session!(
+        session,
+        db.raw(names::NOTIFICATIONS).update_many(
+            doc! { "module_id": id },
+            doc! { "$set": { "module_id": Bson::Null } },
+        )
+    )?;
     Ok((removed.deleted_count > 0).then_some(Deleted { learners }))
 }
 

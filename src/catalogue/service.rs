@@ -91,39 +91,93 @@ pub struct Writer<'a> {
     pub events: &'a Events,
 }
 
+/// What a catalogue write's unit works with (the body of
+/// [`Db::as_one_unit`] may only borrow what outlives the session).
+type Unit<'a, T> = (&'a Db, &'a Events, T);
+
 impl Writer<'_> {
-    /// Creates a module; a published one is announced (the notification
-    /// fan-out is queued, not awaited).
+    /// Creates a module. A published one is announced: its notification
+    /// fan-out job is queued in the same unit (transaction) as the module,
+    /// so neither stands without the other; the fan-out is not awaited.
     pub async fn create(&self, new: NewModule) -> ApiResult<ModuleDoc> {
-        let created = repo::create(self.db, new).await?;
+        let module = repo::new_document(new);
+        let created = self
+            .db
+            .as_one_unit((self.db, self.events, &module), |mut session, unit| {
+                let (db, events, module): Unit<&ModuleDoc> = *unit;
+                Box::pin(async move {
+                    repo::insert(db, &mut session, module).await?;
+                    if module.published {
+                        events.in_unit(&published(module), &mut session).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        // Also after a failure: a unit that timed out may still commit.
         self.cache.invalidate(&[CATALOGUE]).await;
-        if created.published {
-            self.announce(&created).await?;
+        created?;
+        if module.published {
+            self.events.emit(published(&module)).await?;
         }
-        Ok(created)
+        Ok(ModuleDoc {
+            content: None,
+            ..module
+        })
     }
 
     /// Applies `changes`; `None` for an unknown id. An update that
-    /// publishes an unpublished module announces it.
+    /// publishes an unpublished module announces it, in the same unit.
     pub async fn update(&self, id: ObjectId, changes: Changes) -> ApiResult<Option<ModuleDoc>> {
-        let publishes = changes.publishes;
-        let updated = repo::update(self.db, id, changes).await;
+        let updated = self
+            .db
+            .as_one_unit((self.db, self.events, &changes), |mut session, unit| {
+                let (db, events, changes): Unit<&Changes> = *unit;
+                Box::pin(async move {
+                    let Some((before, after)) = repo::update(db, &mut session, id, changes).await?
+                    else {
+                        return Ok(None);
+                    };
+                    let publishes = changes.publishes && !before.published;
+                    if publishes {
+                        events.in_unit(&published(&after), &mut session).await?;
+                    }
+                    Ok(Some((after, publishes)))
+                })
+            })
+            .await;
         // Also after a failure: the write may have landed.
         self.cache.invalidate(&[CATALOGUE]).await;
-        let Some((before, after)) = updated? else {
+        let Some((after, publishes)) = updated? else {
             return Ok(None);
         };
-        if publishes && !before.published {
-            self.announce(&after).await?;
+        if publishes {
+            self.events.emit(published(&after)).await?;
         }
         Ok(Some(after))
     }
 
-    /// Deletes a module with its progress and activity entries; `false`
-    /// for an unknown id. Listeners hear of it before anything goes.
+    /// Deletes a module with its progress and activity entries, and
+    /// cancels its unfinished fan-outs, all in one unit; `false` for an
+    /// unknown id.
     pub async fn delete(&self, id: ObjectId) -> ApiResult<bool> {
-        let deleting = self.events.emit(Event::ModuleDeleted { module_id: id });
-        let deleted = repo::delete(self.db, id, deleting).await;
+        let deleted = self
+            .db
+            .as_one_unit((self.db, self.events, ()), |mut session, unit| {
+                let (db, events, ()): Unit<()> = *unit;
+                Box::pin(async move {
+                    if !repo::exists(db, &mut session, id).await? {
+                        return Ok(None);
+                    }
+                    // First (on a deployment without transactions, where
+                    // the steps stand one by one): no fan-out goes on
+                    // telling learners about a module that is going.
+                    let event = Event::ModuleDeleted { module_id: id };
+                    events.in_unit(&event, &mut session).await?;
+                    repo::delete(db, &mut session, id).await
+                })
+            })
+            .await;
         // Notifications about it lose their module.
         let mut scopes = vec![
             CATALOGUE,
@@ -135,15 +189,20 @@ impl Writer<'_> {
             scopes.extend(d.learners.iter().copied().map(learners::scope));
         }
         self.cache.invalidate(&scopes).await;
-        Ok(deleted?.is_some())
-    }
-
-    async fn announce(&self, module: &ModuleDoc) -> ApiResult<()> {
+        if deleted?.is_none() {
+            return Ok(false);
+        }
         self.events
-            .emit(Event::ModulePublished {
-                module_id: module.id,
-                title: module.title.clone(),
-            })
-            .await
+            .emit(Event::ModuleDeleted { module_id: id })
+            .await?;
+        Ok(true)
+    }
+}
+
+/// The announcement of a publish.
+fn published(module: &ModuleDoc) -> Event {
+    Event::ModulePublished {
+        module_id: module.id,
+        title: module.title.clone(),
     }
 }

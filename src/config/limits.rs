@@ -30,6 +30,11 @@ pub struct LimitSettings {
     /// `RATE_LIMIT_COST_RESTORE_PER_SECOND`, default 100 (must be
     /// positive): points given back to every caller's bucket a second.
     pub cost_restore_per_second: u32,
+    /// `RATE_LIMIT_COST_LEASE`, default a tenth of the bucket: points an
+    /// instance takes from a caller's shared bucket in Redis at once and
+    /// spends locally for up to a second, so most requests cost no round
+    /// trip (`0`: every request goes to Redis, exact across instances).
+    pub cost_lease: u32,
     /// `BODY_LIMIT_BYTES`, default 65536 (64 KiB): larger request bodies are
     /// answered 413 before they are read into memory.
     pub body_limit_bytes: usize,
@@ -61,12 +66,13 @@ impl LimitSettings {
     /// Reads the limits; rates and the deadline must be positive and every
     /// origin must look like `https://app.example.org`.
     pub fn from_source(src: &dyn Source) -> anyhow::Result<Self> {
-        let limits = LimitSettings {
+        let mut limits = LimitSettings {
             query_depth: parse_or(src, "QUERY_DEPTH_LIMIT", 12)?,
             query_complexity: parse_or(src, "QUERY_COMPLEXITY_LIMIT", 1_000)?,
             query_aliases: parse_or(src, "QUERY_ALIAS_LIMIT", 100)?,
             cost_bucket: parse_or(src, "RATE_LIMIT_COST_BUCKET", 2_000)?,
             cost_restore_per_second: parse_or(src, "RATE_LIMIT_COST_RESTORE_PER_SECOND", 100)?,
+            cost_lease: 0,
             body_limit_bytes: parse_or(src, "BODY_LIMIT_BYTES", 64 * 1024)?,
             rate_limit_per_second: parse_or(src, "RATE_LIMIT_PER_SECOND", 100)?,
             rate_limit_burst: parse_or(src, "RATE_LIMIT_BURST", 200)?,
@@ -81,6 +87,7 @@ impl LimitSettings {
                 .filter(|o| !o.is_empty())
                 .collect(),
         };
+        limits.cost_lease = parse_or(src, "RATE_LIMIT_COST_LEASE", limits.cost_bucket / 10)?;
         if limits.request_timeout.is_zero() {
             bail!("invalid REQUEST_TIMEOUT_MS: must be positive");
         }

@@ -7,6 +7,7 @@ pub mod page;
 pub mod txn;
 
 pub use txn::Topology;
+pub(crate) use txn::in_session;
 
 use std::{
     collections::BTreeMap,

@@ -28,6 +28,19 @@ use mongodb::{
 use super::Db;
 use crate::error::{ApiError, ApiResult, is_duplicate_key, is_transient};
 
+/// Runs a driver operation in `$session` (a `&mut Option<&mut
+/// ClientSession>`: the transaction of [`Db::as_one_unit`]'s body) when
+/// there is one, else on its own.
+macro_rules! in_session {
+    ($session:expr, $op:expr) => {
+        match $session.as_deref_mut() {
+            Some(s) => $op.session(s).await,
+            None => $op.await,
+        }
+    };
+}
+pub(crate) use in_session;
+
 /// What the deployment can do, read from `hello` once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Topology {

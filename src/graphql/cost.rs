@@ -862,7 +862,7 @@ impl Extension for CostOfRequest {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        let requested = {
+        let (requested, subscription, caller) = {
             let mut state = self.state();
             if let Some(doc) = state.doc.as_deref()
                 && let Err(message) = coerce_variables(
@@ -883,7 +883,11 @@ impl Extension for CostOfRequest {
                 )
             });
             state.requested = requested;
-            requested.unwrap_or(0)
+            let subscription = state.doc.as_deref().is_some_and(|doc| {
+                operation(doc, state.operation.as_deref())
+                    .is_some_and(|op| op.ty == OperationType::Subscription)
+            });
+            (requested.unwrap_or(0), subscription, state.caller.clone())
         };
         if requested > self.limit {
             if let Some(services) = ctx.data_opt::<Services>() {
@@ -896,6 +900,28 @@ impl Extension for CostOfRequest {
                     self.limit
                 ),
                 None,
+            )]);
+        }
+        // A subscription never reaches `execute`: it pays its requested
+        // cost once, when it starts (its events are not charged: writes,
+        // which are, bound their rate).
+        if subscription
+            && let (Some(services), Some(caller)) = (ctx.data_opt::<Services>(), caller)
+            && let Reservation::Refused {
+                status,
+                retry_after,
+            } = services.throttle.reserve(&caller, requested).await
+        {
+            services.metrics.cost_refused("throttled");
+            services.metrics.rate_limited("cost");
+            let seconds = retry_after.as_secs();
+            return Err(vec![refusal(
+                Code::RateLimited,
+                format!(
+                    "the subscription costs {requested} points and {} are left: retry after {seconds} s",
+                    status.currently_available
+                ),
+                Some(seconds),
             )]);
         }
         Ok(result)

@@ -85,6 +85,9 @@ pub struct Stored {
     /// caller's bucket on every hit as if it had run.
     pub cost: u64,
     pub body: Vec<u8>,
+    /// Where `,"throttleStatus":{…}` goes in `body` (the end of the cost
+    /// object), so that a hit splices it in without parsing the body.
+    status_at: Option<usize>,
 }
 
 impl Stored {
@@ -92,25 +95,50 @@ impl Stored {
     /// caller's bucket at that moment, stale on the next hit) is left out,
     /// so the body, and its `ETag`, are the same for every hit.
     pub fn new(cache_control: String, body: Vec<u8>) -> Self {
-        let (body, cost) = without_throttle_status(body);
+        let (body, cost, status_at) = without_throttle_status(body);
         Stored {
             cache_control,
             etag: etag_of(&body),
             cost,
             body,
+            status_at,
         }
     }
 
-    /// `cache_control \n etag \n cost \n body`.
+    /// The body with `extensions.cost.throttleStatus` set to the caller's
+    /// bucket now, as an executed response would carry it.
+    pub fn body_with(&self, status: &crate::http::throttle::ThrottleStatus) -> Vec<u8> {
+        let Some(at) = self.status_at.filter(|at| *at <= self.body.len()) else {
+            return self.body.clone();
+        };
+        let status = format!(
+            r#","throttleStatus":{{"maximumAvailable":{},"currentlyAvailable":{},"restoreRate":{}}}"#,
+            status.maximum_available, status.currently_available, status.restore_rate
+        );
+        let mut out = Vec::with_capacity(self.body.len() + status.len());
+        out.extend_from_slice(&self.body[..at]);
+        out.extend_from_slice(status.as_bytes());
+        out.extend_from_slice(&self.body[at..]);
+        out
+    }
+
+    /// `cache_control \n etag \n cost \n status_at \n body`.
     fn encode(&self) -> Vec<u8> {
         let cost = self.cost.to_string();
+        let at = self.status_at.map(|a| a.to_string()).unwrap_or_default();
         let mut out = Vec::with_capacity(
-            self.cache_control.len() + self.etag.len() + cost.len() + 3 + self.body.len(),
+            self.cache_control.len()
+                + self.etag.len()
+                + cost.len()
+                + at.len()
+                + 4
+                + self.body.len(),
         );
         for line in [
             self.cache_control.as_bytes(),
             self.etag.as_bytes(),
             cost.as_bytes(),
+            at.as_bytes(),
         ] {
             out.extend_from_slice(line);
             out.push(b'\n');
@@ -120,7 +148,7 @@ impl Stored {
     }
 
     fn decode(mut bytes: Vec<u8>) -> Option<Self> {
-        let mut ends = [0usize; 3];
+        let mut ends = [0usize; 4];
         let mut from = 0;
         for end in &mut ends {
             *end = from + bytes[from..].iter().position(|b| *b == b'\n')?;
@@ -130,62 +158,50 @@ impl Stored {
         let cache_control = text(0, ends[0])?;
         let etag = text(ends[0] + 1, ends[1])?;
         let cost = text(ends[1] + 1, ends[2])?.parse().ok()?;
-        let body = bytes.split_off(ends[2] + 1);
+        let status_at = text(ends[2] + 1, ends[3])?.parse().ok();
+        let body = bytes.split_off(ends[3] + 1);
         Some(Stored {
             cache_control,
             etag,
             cost,
             body,
+            status_at,
         })
     }
 }
 
-/// `body` with `extensions.cost.throttleStatus` set to the caller's bucket
-/// now, as an executed response would carry it.
-pub fn with_throttle_status(
-    body: &[u8],
-    status: &crate::http::throttle::ThrottleStatus,
-) -> Vec<u8> {
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return body.to_vec();
-    };
-    let Some(cost) = value
-        .pointer_mut("/extensions/cost")
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return body.to_vec();
-    };
-    cost.insert(
-        "throttleStatus".into(),
-        serde_json::json!({
-            "maximumAvailable": status.maximum_available,
-            "currentlyAvailable": status.currently_available,
-            "restoreRate": status.restore_rate,
-        }),
-    );
-    serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
-}
+/// Stands for the throttle status while a body is stored: control
+/// characters, which JSON escapes, so no answer can hold it.
+const STATUS_MARK: &str = ",\"throttleStatus\":\"\\u0001kairos\\u0001\"";
 
-/// The body without `extensions.cost.throttleStatus`, and the actual cost
-/// it reports (0 when it has none).
-fn without_throttle_status(body: Vec<u8>) -> (Vec<u8>, u64) {
+/// The body without `extensions.cost.throttleStatus`, the actual cost it
+/// reports (0 when it has none) and where the status goes back.
+fn without_throttle_status(body: Vec<u8>) -> (Vec<u8>, u64, Option<usize>) {
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return (body, 0);
+        return (body, 0, None);
     };
     let Some(cost) = value
         .pointer_mut("/extensions/cost")
         .and_then(serde_json::Value::as_object_mut)
     else {
-        return (body, 0);
+        return (body, 0, None);
     };
     let actual = cost
         .get("actualQueryCost")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
-    if cost.remove("throttleStatus").is_none() {
-        return (body, actual);
-    }
-    (serde_json::to_vec(&value).unwrap_or(body), actual)
+    // Serialised last (by insertion or by name), after a key of its own.
+    cost.insert("throttleStatus".into(), "\u{1}kairos\u{1}".into());
+    let Ok(marked) = serde_json::to_vec(&value) else {
+        return (body, actual, None);
+    };
+    let mark = STATUS_MARK.as_bytes();
+    let Some(at) = marked.windows(mark.len()).rposition(|w| w == mark) else {
+        return (body, actual, None);
+    };
+    let mut stored = marked;
+    stored.drain(at..at + mark.len());
+    (stored, actual, Some(at))
 }
 
 /// `W/"<digest>"`: weak, as compression may re-encode the body.
@@ -404,7 +420,8 @@ fn key(hash: &Hash, request: &async_graphql::Request, viewer: Option<&Viewer>) -
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("{caller}:{digest}")
+    // `v2`: the stored format (with the status offset).
+    format!("v2:{caller}:{digest}")
 }
 
 fn parse_hex(s: &str) -> Option<Hash> {
@@ -435,16 +452,15 @@ mod tests {
         );
         let back = Stored::decode(s.encode()).unwrap();
         assert_eq!(
-            (back.cost, back.body, back.etag),
-            (7, s.body.clone(), s.etag.clone())
+            (back.cost, &back.body, &back.etag, back.status_at),
+            (7, &s.body, &s.etag, s.status_at)
         );
         let now = crate::http::throttle::ThrottleStatus {
             maximum_available: 2000,
             currently_available: 1500,
             restore_rate: 100,
         };
-        let served: serde_json::Value =
-            serde_json::from_slice(&with_throttle_status(&s.body, &now)).unwrap();
+        let served: serde_json::Value = serde_json::from_slice(&s.body_with(&now)).unwrap();
         assert_eq!(
             served["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"],
             1500
@@ -468,6 +484,15 @@ mod tests {
         assert_eq!(back.etag, s.etag);
         assert_eq!(back.body, s.body);
         assert_eq!(back.cost, 0);
+        assert_eq!(
+            back.body_with(&crate::http::throttle::ThrottleStatus {
+                maximum_available: 1,
+                currently_available: 1,
+                restore_rate: 1,
+            }),
+            s.body,
+            "no cost object: served as stored"
+        );
         assert!(matches(&s.etag, &s.etag));
         assert!(matches(
             &format!("\"x\", {}", s.etag.trim_start_matches("W/")),

@@ -354,7 +354,7 @@ async fn hit<E>(
     // The body as stored, with the caller's bucket of now; the ETag stays
     // the stored body's (weak: the same answer).
     let mut stored = stored;
-    stored.body = response_cache::with_throttle_status(&stored.body, &status);
+    stored.body = stored.body_with(&status);
     let signed_in = caller.starts_with("user:");
     cached_response(stored, operation, headers, method, media, signed_in)
 }

@@ -17,7 +17,7 @@ use crate::{
         Db, names,
         page::{self, PageQuery, before_match},
     },
-    error::{ApiError, ApiResult, is_duplicate_key},
+    error::{ApiError, ApiResult, is_duplicate_key, only_duplicate_keys},
 };
 
 /// Longest time one report may add: a day.
@@ -89,15 +89,7 @@ pub async fn module_is_published(db: &Db, module_id: ObjectId) -> ApiResult<bool
     Ok(found.is_some())
 }
 
-/// Runs a driver operation inside the session when there is one.
-macro_rules! exec {
-    ($session:expr, $op:expr) => {
-        match $session.as_deref_mut() {
-            Some(s) => $op.session(s).await,
-            None => $op.await,
-        }
-    };
-}
+use crate::db::in_session as exec;
 
 /// Runs an upserting `findOneAndUpdate` and returns the document as it is
 /// after this write. Whether this call inserted it is told by the `_id` the
@@ -212,13 +204,17 @@ pub struct Written {
 }
 
 /// Starts a module for a learner; a started module is returned unchanged.
-/// The progress document and its `started` entry are written together.
+/// The progress document and its `started` entry are written together (in
+/// a transaction; without transactions, see `start_without_transaction`).
 pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult<Written> {
     // The handles travel in the context: the body's future may only borrow
     // what outlives the session's borrow.
     db.as_one_unit(db, |mut session, db| {
         let db: &Db = db;
         Box::pin(async move {
+            if session.is_none() {
+                return start_without_transaction(db, user_id, module_id).await;
+            }
             let now = bson::DateTime::now();
             let new_id = ObjectId::new();
             let update = doc! { "$setOnInsert": {
@@ -253,6 +249,119 @@ pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult
         })
     })
     .await
+}
+
+/// Marks a progress document whose `started` entry is not logged yet, on
+/// a deployment without transactions.
+const STARTED_UNLOGGED: &str = "started_unlogged";
+
+/// [`start`] where there are no transactions: the progress document is
+/// inserted marked [`STARTED_UNLOGGED`], then the `started` entry (its id
+/// derived from the learner and the module, which are started once) is
+/// logged, then the mark is removed. A fault between them leaves the mark;
+/// `startModule` sent again finds it and finishes the job, logging the
+/// entry once.
+async fn start_without_transaction(
+    db: &Db,
+    user_id: ObjectId,
+    module_id: ObjectId,
+) -> mongodb::error::Result<Written> {
+    let coll = db.raw(names::PROGRESS);
+    let now = bson::DateTime::now();
+    let new_id = ObjectId::new();
+    let filter = doc! { "user_id": user_id, "module_id": module_id };
+    let update = doc! { "$setOnInsert": {
+        "_id": new_id,
+        "status": ProgressStatus::InProgress.as_str(),
+        "time_spent_seconds": 0_i64,
+        "attempts": 0_i64,
+        "started_at": now,
+        "updated_at": now,
+        STARTED_UNLOGGED: true,
+    } };
+    let mut attempt = 0;
+    let mut raw = loop {
+        attempt += 1;
+        let written = coll
+            .find_one_and_update(filter.clone(), update.clone())
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .max_time(db.op_timeout)
+            .await;
+        match written {
+            Ok(Some(d)) => break d,
+            Ok(None) => {
+                if let Some(d) = coll.find_one(filter.clone()).await? {
+                    break d;
+                }
+            }
+            Err(e) if is_duplicate_key(&e) && attempt < 3 => {}
+            Err(e) => return Err(e),
+        }
+        if attempt >= 3 {
+            return Err(mongodb::error::Error::custom(ApiError::internal(
+                "progress upsert",
+                "no document after an upsert",
+            )));
+        }
+    };
+    let inserted = raw.get_object_id("_id").is_ok_and(|id| id == new_id);
+    let logged = log_unlogged_start(db, &mut raw, user_id, module_id, now).await?;
+    let progress = bson::from_document::<ProgressDoc>(raw)
+        .map_err(|e| mongodb::error::Error::custom(ApiError::internal("progress document", e)))?;
+    Ok(Written {
+        progress,
+        changed: inserted || logged,
+    })
+}
+
+/// Logs the `started` entry of a progress document still marked
+/// [`STARTED_UNLOGGED`] (its id derived from the learner and the module,
+/// so it is logged once however often this runs), then removes the mark;
+/// whether this call logged it.
+async fn log_unlogged_start(
+    db: &Db,
+    raw: &mut Document,
+    user_id: ObjectId,
+    module_id: ObjectId,
+    now: bson::DateTime,
+) -> mongodb::error::Result<bool> {
+    if raw.get_bool(STARTED_UNLOGGED) != Ok(true) {
+        return Ok(false);
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(user_id.bytes());
+    hasher.update(module_id.bytes());
+    hasher.update(b"started");
+    let mut bytes = [0u8; 12];
+    bytes.copy_from_slice(&hasher.finalize()[..12]);
+    let entry = ActivityDoc {
+        id: ObjectId::from_bytes(bytes),
+        user_id,
+        module_id,
+        kind: ActivityKind::Started,
+        at: raw.get_datetime("started_at").copied().unwrap_or(now),
+        time_spent_seconds: 0,
+        score: None,
+    };
+    let inserted = db
+        .collection::<ActivityDoc>(names::ACTIVITY)
+        .insert_one(&entry)
+        .await;
+    let logged = match inserted {
+        Ok(_) => true,
+        // Logged by an earlier attempt.
+        Err(e) if is_duplicate_key(&e) => false,
+        Err(e) => return Err(e),
+    };
+    db.raw(names::PROGRESS)
+        .update_one(
+            doc! { "_id": raw.get("_id").cloned() },
+            doc! { "$unset": { STARTED_UNLOGGED: "" } },
+        )
+        .await?;
+    raw.remove(STARTED_UNLOGGED);
+    Ok(logged)
 }
 
 /// A fingerprint of what a report says, stored with its idempotency key so
@@ -319,9 +428,10 @@ async fn first_answer(
 /// transaction: a fault at any point leaves nothing or everything. On a
 /// standalone server the writes go in this order: the progress update, the
 /// activity entries, the key's answer. A fault between them can leave the
-/// time counted without its entries (the report answered UNAVAILABLE);
-/// entries of a keyed report have ids derived from the key, so they are
-/// never logged twice. See the README's failure section.
+/// time counted without its entries (the report answered UNAVAILABLE)
+/// until the report is sent again with its key, which completes it without
+/// counting anything twice (`apply_keyed_without_transaction`). See the
+/// README's failure section.
 ///
 /// **Idempotence.** A report with a key already answered returns that
 /// answer and writes nothing. Two copies racing each other meet on the
@@ -342,7 +452,12 @@ pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<Wr
                     changed: false,
                 });
             }
-            let after = apply_report(db, &mut session, user_id, report).await?;
+            let after = match (&session, key) {
+                (None, Some(key)) => {
+                    apply_keyed_without_transaction(db, user_id, report, key).await?
+                }
+                _ => apply_report(db, &mut session, user_id, report).await?,
+            };
             if let (Some(key), Some(hash)) = (key, hash) {
                 let remembered = IdempotencyDoc {
                     user_id,
@@ -366,6 +481,169 @@ pub async fn record(db: &Db, user_id: ObjectId, report: &Report) -> ApiResult<Wr
         })
     })
     .await
+}
+
+/// How many keys of reports a progress document remembers on a
+/// deployment without transactions (a resend comes soon after its report).
+const OPS_KEPT: i32 = 16;
+
+/// The mark a keyed report leaves on its progress document.
+fn op_id(user_id: ObjectId, key: &str) -> ObjectId {
+    let mut hasher = Sha256::new();
+    hasher.update(user_id.bytes());
+    hasher.update(key.as_bytes());
+    hasher.update(b"op");
+    let mut bytes = [0u8; 12];
+    bytes.copy_from_slice(&hasher.finalize()[..12]);
+    ObjectId::from_bytes(bytes)
+}
+
+/// The writes of a keyed report where there are no transactions, each one
+/// idempotent so that the report sent again after a fault between them
+/// completes what the first attempt left, counting nothing twice:
+///
+/// 1. the progress update carries the report's mark (`ops`, the last
+///    [`OPS_KEPT`]), and is skipped when the document has it already; the
+///    mark also goes to `started_by` when this update inserts the document;
+/// 2. the completion transition writes the mark to `completed_by`;
+/// 3. the activity entries have ids derived from the key, and those already
+///    logged are skipped (duplicate keys);
+/// 4. then the key's answer ([`record`]).
+///
+/// So which entries the report logs (`started`, `completed`) is read from
+/// the marks, the same on every attempt.
+async fn apply_keyed_without_transaction(
+    db: &Db,
+    user_id: ObjectId,
+    report: &Report,
+    key: &str,
+) -> mongodb::error::Result<ProgressDoc> {
+    let coll = db.raw(names::PROGRESS);
+    let op = op_id(user_id, key);
+    let now = bson::DateTime::now();
+    let filter = doc! { "user_id": user_id, "module_id": report.module_id };
+    let marked = |d: &Document| {
+        d.get_array("ops")
+            .is_ok_and(|ops| ops.iter().any(|o| o.as_object_id() == Some(op)))
+    };
+    let mut attempt = 0;
+    let mut raw = loop {
+        attempt += 1;
+        let current = coll
+            .find_one(filter.clone())
+            .max_time(db.op_timeout)
+            .await?;
+        if let Some(d) = current.filter(|d| marked(d)) {
+            // Applied by an earlier attempt.
+            break d;
+        }
+        let mut update = doc! {
+            "$inc": { "time_spent_seconds": report.time_spent_seconds, "attempts": 1_i64 },
+            "$set": { "updated_at": now },
+            "$setOnInsert": {
+                "_id": ObjectId::new(),
+                "started_at": now,
+                "status": ProgressStatus::InProgress.as_str(),
+                "started_by": op,
+            },
+            "$push": { "ops": { "$each": [op], "$slice": -OPS_KEPT } },
+        };
+        if let Some(score) = report.score {
+            update.insert("$max", doc! { "score": score });
+        }
+        let mut unmarked = filter.clone();
+        unmarked.insert("ops", doc! { "$ne": op });
+        let written = coll
+            .find_one_and_update(unmarked, update)
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .max_time(db.op_timeout)
+            .await;
+        match written {
+            Ok(Some(d)) => break d,
+            // Read what the write left (see `upsert_after`).
+            Ok(None) if attempt < 3 => continue,
+            // A copy of this report marked the document first (the filter
+            // then matched nothing and the upsert met the unique index), or
+            // another report inserted it: read it again.
+            Err(e) if is_duplicate_key(&e) && attempt < 3 => continue,
+            Ok(None) => {
+                return Err(mongodb::error::Error::custom(ApiError::internal(
+                    "progress upsert",
+                    "no document after an upsert",
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    // A `startModule` that stopped half-way: its entry first.
+    log_unlogged_start(db, &mut raw, user_id, report.module_id, now).await?;
+    let progress = |d: &Document| {
+        bson::from_document::<ProgressDoc>(d.clone())
+            .map_err(|e| mongodb::error::Error::custom(ApiError::internal("progress document", e)))
+    };
+    if report.completed && progress(&raw)?.status != ProgressStatus::Completed {
+        let claimed = coll
+            .find_one_and_update(
+                doc! { "_id": raw.get("_id").cloned(), "status": { "$ne": ProgressStatus::Completed.as_str() } },
+                doc! { "$set": {
+                    "status": ProgressStatus::Completed.as_str(),
+                    "completed_at": now,
+                    "completed_by": op,
+                } },
+            )
+            .return_document(ReturnDocument::After)
+            .max_time(db.op_timeout)
+            .await?;
+        raw = match claimed {
+            Some(d) => d,
+            None => coll
+                .find_one(filter.clone())
+                .max_time(db.op_timeout)
+                .await?
+                .unwrap_or(raw),
+        };
+    }
+    let by_this = |field: &str| raw.get_object_id(field).is_ok_and(|id| id == op);
+    let mut entries = Vec::with_capacity(2);
+    if by_this("started_by") {
+        entries.push(activity(
+            user_id,
+            report.module_id,
+            Some(key),
+            ActivityKind::Started,
+            now,
+            0,
+            None,
+        ));
+    }
+    let kind = if by_this("completed_by") {
+        ActivityKind::Completed
+    } else {
+        ActivityKind::Progressed
+    };
+    entries.push(activity(
+        user_id,
+        report.module_id,
+        Some(key),
+        kind,
+        now,
+        report.time_spent_seconds,
+        report.score,
+    ));
+    let logged = db
+        .collection::<ActivityDoc>(names::ACTIVITY)
+        .insert_many(entries)
+        .ordered(false)
+        .await;
+    match logged {
+        // Logged by an earlier attempt.
+        Err(e) if only_duplicate_keys(&e) => {}
+        other => {
+            other?;
+        }
+    }
+    progress(&raw)
 }
 
 /// The writes of one report (see [`record`]).

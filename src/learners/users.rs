@@ -8,7 +8,7 @@ use super::{
     zone,
 };
 use crate::{
-    db::{Db, names},
+    db::{Db, in_session, names},
     error::{ApiError, ApiResult, is_duplicate_key},
 };
 
@@ -165,12 +165,20 @@ pub async fn update_settings(
     if set.is_empty() {
         return find_by_id(db, id).await;
     }
-    db.run(
-        db.collection::<UserDoc>(names::USERS)
-            .find_one_and_update(doc! { "_id": id }, doc! { "$set": set })
-            .projection(user_projection())
-            .return_document(mongodb::options::ReturnDocument::After)
-            .max_time(db.op_timeout),
-    )
+    // One document, so the driver retries it once; as a unit it is run
+    // again (within the deadline) after a second transient error too.
+    db.as_one_unit((db, &set), |mut session, unit| {
+        let (db, set): (&Db, &Document) = *unit;
+        Box::pin(async move {
+            in_session!(
+                session,
+                db.collection::<UserDoc>(names::USERS)
+                    .find_one_and_update(doc! { "_id": id }, doc! { "$set": set.clone() })
+                    .projection(user_projection())
+                    .return_document(mongodb::options::ReturnDocument::After)
+                    .max_time(db.op_timeout)
+            )
+        })
+    })
     .await
 }

@@ -1,6 +1,8 @@
 //! Durable fan-out jobs: publishing a module inserts one document in `jobs`
-//! (the mutation does nothing more, so it never waits for the fan-out), and
-//! a worker in each service instance does the rest.
+//! in the same transaction as the publish (no published module without its
+//! job, no job without its module; the mutation does nothing more, so it
+//! never waits for the fan-out), and a worker in each service instance
+//! does the rest.
 //!
 //! **Claiming.** A worker takes a job with one `findOneAndUpdate`: a queued
 //! job whose retry time has come, or a running one whose lease has passed
@@ -31,7 +33,7 @@ use async_graphql::Enum;
 use bson::{Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
 use metrics::Label;
-use mongodb::options::ReturnDocument;
+use mongodb::{ClientSession, options::ReturnDocument};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
@@ -39,8 +41,8 @@ use tokio::sync::{Notify, watch};
 use crate::{
     auth::Role,
     config::{JobSettings, MongoSettings},
-    db::{Db, names},
-    error::{ApiError, ApiResult, DUPLICATE_KEY},
+    db::{Db, in_session, names},
+    error::{ApiError, ApiResult, only_duplicate_keys},
     events::{Event, Events, Listener},
     http::metrics::Metrics,
 };
@@ -116,9 +118,14 @@ pub fn publish_message(title: &str) -> String {
     format!("New module published: {title}")
 }
 
-/// Queues the fan-out of a publish; the mutation returns right after.
-#[tracing::instrument(skip(db, title))]
-pub async fn enqueue(db: &Db, module_id: ObjectId, title: &str) -> ApiResult<ObjectId> {
+/// Queues the fan-out of a publish, in the publish's unit (`session`): the
+/// job and the publish are applied together or not at all.
+pub async fn queue(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    module_id: ObjectId,
+    title: &str,
+) -> mongodb::error::Result<ObjectId> {
     let now = bson::DateTime::now();
     let job = JobDoc {
         id: ObjectId::new(),
@@ -138,23 +145,38 @@ pub async fn enqueue(db: &Db, module_id: ObjectId, title: &str) -> ApiResult<Obj
         finished_at: None,
         last_error: None,
     };
-    db.run(db.collection::<JobDoc>(names::JOBS).insert_one(&job))
-        .await?;
+    in_session!(
+        session,
+        db.collection::<JobDoc>(names::JOBS).insert_one(&job)
+    )?;
     Ok(job.id)
 }
 
-/// Stops the unfinished fan-outs of a module that is being deleted.
-pub async fn cancel_for_module(db: &Db, module_id: ObjectId) -> ApiResult<u64> {
+/// Queues the fan-out of a publish on its own (tools and tests; the
+/// service queues it in the publish's unit, [`queue`]).
+#[tracing::instrument(skip(db, title))]
+pub async fn enqueue(db: &Db, module_id: ObjectId, title: &str) -> ApiResult<ObjectId> {
+    crate::db::with_deadline(db.op_timeout, queue(db, &mut None, module_id, title)).await
+}
+
+/// Stops the unfinished fan-outs of a module that is being deleted, in
+/// the deletion's unit.
+pub async fn cancel_for_module(
+    db: &Db,
+    session: &mut Option<&mut ClientSession>,
+    module_id: ObjectId,
+) -> mongodb::error::Result<u64> {
     let now = bson::DateTime::now();
-    let r = db
-        .run(db.raw(names::JOBS).update_many(
+    let r = in_session!(
+        session,
+        db.raw(names::JOBS).update_many(
             doc! { "module_id": module_id, "state": { "$in": ["queued", "running"] } },
             doc! {
                 "$set": { "state": JobState::Cancelled.as_str(), "updated_at": now, "finished_at": now },
                 "$unset": { "owner": "", "lease_until": "" },
             },
-        ))
-        .await?;
+        )
+    )?;
     Ok(r.modified_count)
 }
 
@@ -185,21 +207,6 @@ pub fn notification_id(job: ObjectId, created: bson::DateTime, user: ObjectId) -
     bytes[..4].copy_from_slice(&secs.to_be_bytes());
     bytes[4..].copy_from_slice(&hash[..8]);
     ObjectId::from_bytes(bytes)
-}
-
-/// Whether an `insert_many` failed only on duplicate keys (the rest of the
-/// batch went in, unordered).
-fn only_duplicates(err: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    match err.kind.as_ref() {
-        ErrorKind::InsertMany(e) => {
-            e.write_concern_error.is_none()
-                && e.write_errors
-                    .as_ref()
-                    .is_some_and(|errs| errs.iter().all(|w| w.code == DUPLICATE_KEY))
-        }
-        _ => crate::error::is_duplicate_key(err),
-    }
 }
 
 /// The documents of an unordered batch that did go in: all but those
@@ -255,8 +262,9 @@ impl JobSignal {
     }
 }
 
-/// The catalogue's events as fan-out jobs: a publish queues one and wakes
-/// this instance's worker; a deletion cancels the module's unfinished ones.
+/// The catalogue's events as fan-out jobs: a publish queues one in its own
+/// unit and, once committed, wakes this instance's worker; a deletion
+/// cancels the module's unfinished ones in its unit.
 pub struct FanOut {
     pub db: Db,
     pub signal: Arc<JobSignal>,
@@ -266,19 +274,32 @@ pub struct FanOut {
 
 #[async_trait::async_trait]
 impl Listener for FanOut {
-    async fn on(&self, event: &Event) -> ApiResult<()> {
+    async fn in_unit(
+        &self,
+        event: &Event,
+        session: &mut Option<&mut ClientSession>,
+    ) -> mongodb::error::Result<()> {
         match event {
             Event::ModulePublished { module_id, title } => {
-                enqueue(&self.db, *module_id, title).await?;
-                self.signal.wake();
+                queue(&self.db, session, *module_id, title).await?;
             }
             Event::ModuleDeleted { module_id } => {
-                cancel_for_module(&self.db, *module_id).await?;
+                cancel_for_module(&self.db, session, *module_id).await?;
             }
+            Event::ProgressChanged { .. } | Event::NotificationsAdded { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn on(&self, event: &Event) -> ApiResult<()> {
+        match event {
+            Event::ModulePublished { .. } => self.signal.wake(),
             Event::NotificationsAdded { notifications } if !notifications.is_empty() => {
                 self.cache.invalidate(&[super::service::FANNED_OUT]).await;
             }
-            Event::ProgressChanged { .. } | Event::NotificationsAdded { .. } => {}
+            Event::ModuleDeleted { .. }
+            | Event::ProgressChanged { .. }
+            | Event::NotificationsAdded { .. } => {}
         }
         Ok(())
     }
@@ -490,7 +511,7 @@ impl Worker {
                 .await?
             {
                 Ok(_) => docs,
-                Err(e) if only_duplicates(&e) => {
+                Err(e) if only_duplicate_keys(&e) => {
                     tracing::info!(job = %job.id, "a batch was partly inserted before; duplicates skipped");
                     without_duplicates(docs, &e)
                 }

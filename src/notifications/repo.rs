@@ -5,7 +5,7 @@ use bson::{Document, doc, oid::ObjectId};
 
 use super::NotificationDoc;
 use crate::{
-    db::{Db, names, page},
+    db::{Db, in_session, names, page},
     error::ApiResult,
 };
 
@@ -52,17 +52,25 @@ pub async fn unread_count(db: &Db, user_id: ObjectId) -> ApiResult<i64> {
 }
 
 /// Marks the learner's notifications read (only the given ones when
-/// `ids`); returns how many changed. Others' ids match nothing.
+/// `ids`); returns how many changed. Others' ids match nothing. An update
+/// of many documents is not a retryable write: it runs as a unit
+/// ([`Db::as_one_unit`]), run again whole after a transient error, so the
+/// count is the one of the run that committed.
 pub async fn mark_read(db: &Db, user_id: ObjectId, ids: Option<&[ObjectId]>) -> ApiResult<i64> {
     let mut filter = base_filter(user_id, true);
     if let Some(ids) = ids {
         filter.insert("_id", doc! { "$in": ids });
     }
-    let r = db
-        .run(
-            db.raw(names::NOTIFICATIONS)
-                .update_many(filter, doc! { "$set": { "read": true } }),
-        )
-        .await?;
-    Ok(r.modified_count as i64)
+    db.as_one_unit((db, &filter), |mut session, unit| {
+        let (db, filter): (&Db, &Document) = *unit;
+        Box::pin(async move {
+            let r = in_session!(
+                session,
+                db.raw(names::NOTIFICATIONS)
+                    .update_many(filter.clone(), doc! { "$set": { "read": true } })
+            )?;
+            Ok(r.modified_count as i64)
+        })
+    })
+    .await
 }

@@ -544,3 +544,150 @@ async fn metrics_expose_cache_hits_backend_breaker_and_the_pool() {
     assert!(value("kairos_mongodb_pool_connections_open") >= 1.0);
     assert!(value("kairos_cache_memory_entries") >= 1.0);
 }
+
+/// Waits until the instance's change follower runs (`/ready`).
+async fn wait_following(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready: Value = app
+            .client
+            .get(format!("{}/ready", app.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["cache_follow"] == "following" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never following: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads `query` on `app` until `done` holds or five seconds pass.
+async fn fresh_within_seconds(
+    app: &TestApp,
+    query: &str,
+    token: Option<&str>,
+    done: impl Fn(&Value) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = app.gql(query, json!({}), token).await;
+        if done(&body) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still stale: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two instances on one database, following its changes, with `extra`.
+async fn two_following(extra: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let mut settings = extra.to_vec();
+    settings.push(("CACHE_FOLLOW_CHANGES", "true"));
+    let a = spawn_app_with(&settings).await;
+    let db_name = a.state.settings.mongo.database.clone();
+    settings.push(("MONGODB_DB", db_name.as_str()));
+    let b = spawn_app_with(&settings).await;
+    // The followers start by dropping what may have been missed: only
+    // then is the cache the tests' own.
+    wait_following(&a).await;
+    wait_following(&b).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn two_instances_following_changes_on_one_redis_stay_coherent_and_see_other_writers() {
+    let redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let (a, b) = two_following(&redis_settings(&url, &prefix)).await;
+    let admin = a.admin_token().await;
+    wait_backend(&a, &admin, "redis").await;
+    wait_backend(&b, &admin, "redis").await;
+    let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = a.register("follows").await;
+
+    // As without following: once a mutation on A returns, B serves
+    // nothing older, at once.
+    for _ in 0..2 {
+        let stats = b.ok(STATS, json!({}), Some(&token)).await;
+        assert_eq!(stats["progressStats"]["totalTimeSeconds"], 0);
+    }
+    record(&a, &token, &ids[0], 42).await;
+    let stats = b.ok(STATS, json!({}), Some(&token)).await;
+    assert_eq!(stats["progressStats"]["totalTimeSeconds"], 42);
+    let read = format!("{{ module(id: \"{}\") {{ title }} }}", ids[0].to_hex());
+    for app in [&a, &b] {
+        assert_eq!(
+            app.ok(&read, json!({}), None).await["module"]["title"],
+            "Module m"
+        );
+    }
+    a.ok(
+        "mutation($id: ID!) { updateModule(id: $id, input: { title: \"Through the API\" }) { id } }",
+        json!({ "id": ids[0].to_hex() }),
+        Some(&admin),
+    )
+    .await;
+    for app in [&a, &b] {
+        let data = app.ok(&read, json!({}), None).await;
+        assert_eq!(data["module"]["title"], "Through the API");
+    }
+
+    // Another tool's writes: within seconds on both.
+    a.db.raw("modules")
+        .update_one(
+            doc! { "_id": ids[0] },
+            doc! { "$set": { "title": "Directly" } },
+        )
+        .await
+        .unwrap();
+    a.db.raw("progress")
+        .update_many(doc! {}, doc! { "$inc": { "time_spent_seconds": 8_i64 } })
+        .await
+        .unwrap();
+    for app in [&a, &b] {
+        fresh_within_seconds(app, &read, None, |d| {
+            d["data"]["module"]["title"] == "Directly"
+        })
+        .await;
+        fresh_within_seconds(app, STATS, Some(&token), |d| {
+            d["data"]["progressStats"]["totalTimeSeconds"] == 50
+        })
+        .await;
+    }
+    a.db.raw("modules")
+        .delete_one(doc! { "_id": ids[0] })
+        .await
+        .unwrap();
+    for app in [&a, &b] {
+        fresh_within_seconds(app, &read, None, |d| {
+            d["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn without_redis_two_following_instances_learn_each_others_writes_from_the_change_stream() {
+    // Each has only its memory cache: what A writes reaches B's cache only
+    // through B's follower.
+    let (a, b) = two_following(&[]).await;
+    let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = a.register("alone").await;
+    for _ in 0..2 {
+        let stats = b.ok(STATS, json!({}), Some(&token)).await;
+        assert_eq!(stats["progressStats"]["totalTimeSeconds"], 0);
+    }
+    record(&a, &token, &ids[0], 42).await;
+    // A's own answer is exact at once.
+    let stats = a.ok(STATS, json!({}), Some(&token)).await;
+    assert_eq!(stats["progressStats"]["totalTimeSeconds"], 42);
+    fresh_within_seconds(&b, STATS, Some(&token), |d| {
+        d["data"]["progressStats"]["totalTimeSeconds"] == 42
+    })
+    .await;
+}

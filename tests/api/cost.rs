@@ -369,6 +369,83 @@ async fn the_bucket_of_a_user_is_shared_by_two_instances_on_one_redis() {
     assert!(metrics.contains("kairos_rate_limited_total{scope=\"cost\"} 1"));
 }
 
+/// Lua scripts Redis has run (`EVAL` and `EVALSHA`) since it started.
+fn scripts_run(redis: &RedisProc) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli (install redis-tools, or run scripts/test)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_eval:") || l.starts_with("cmdstat_evalsha:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn an_instance_leases_points_so_requests_skip_redis_yet_never_spend_a_point_twice() {
+    let redis = RedisProc::start().await;
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let mut settings = redis_settings(&url, &prefix);
+    settings.extend(SMALL_BUCKET);
+    settings.push(("RATE_LIMIT_COST_LEASE", "150"));
+    let a = spawn_app_with(&settings).await;
+    let db_name = a.state.settings.mongo.database.clone();
+    settings.push(("MONGODB_DB", db_name.as_str()));
+    let b = spawn_app_with(&settings).await;
+    let admin = a.admin_token().await;
+    wait_backend(&a, &admin, "redis").await;
+    wait_backend(&b, &admin, "redis").await;
+    let (erin, _) = a.register("erin").await;
+    // Warm the page's cache, so that the reads below are quick.
+    a.query(
+        "{ modules(first: 10) { totalCount } }",
+        json!({}),
+        Some(&admin),
+    )
+    .await;
+
+    // Twelve reads of 11 points on a: one lease of 150 pays for them all.
+    let before = scripts_run(&redis);
+    let mut last = Value::Null;
+    for _ in 0..12 {
+        let (status, _, body) = a
+            .query(
+                "{ modules(first: 10) { totalCount } }",
+                json!({}),
+                Some(&erin),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body:#}");
+        last = body;
+    }
+    let round_trips = scripts_run(&redis) - before;
+    // b has what a did not lease: 300 − 150 = 150, so one request of 101
+    // passes and a second does not, although erin spent only 132 points.
+    let on_b = b.query(HUNDRED_ONE, json!({}), Some(&erin)).await;
+    let (status, headers, refused) = b.query(HUNDRED_ONE, json!({}), Some(&erin)).await;
+
+    assert_eq!(cost(&last)["requestedQueryCost"], 11, "{last:#}");
+    assert!(
+        round_trips <= 4,
+        "12 requests on one instance took {round_trips} Redis round trips"
+    );
+    // a reports the shared bucket plus what is left of its lease.
+    let left = cost(&last)["throttleStatus"]["currentlyAvailable"]
+        .as_u64()
+        .unwrap();
+    assert!((168..=180).contains(&left), "{last:#}");
+    assert_eq!(on_b.0, StatusCode::OK, "{:#}", on_b.2);
+    assert_throttled(status, &headers, &refused);
+}
+
 #[tokio::test]
 async fn without_redis_each_instance_keeps_its_own_buckets() {
     let a = spawn_app_with(&SMALL_BUCKET).await;

@@ -566,3 +566,42 @@ async fn a_subscription_over_the_cost_limit_is_refused() {
         "the cheap subscription runs and waits for events"
     );
 }
+
+#[tokio::test]
+async fn starting_a_subscription_spends_the_callers_cost_bucket() {
+    // A bucket of 5 points refilling at 1 a second; the subscription below
+    // costs 2 (the progress and its module): two start, the third is
+    // refused until the bucket refills.
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_COST_BUCKET", "5"),
+        ("RATE_LIMIT_COST_RESTORE_PER_SECOND", "1"),
+    ])
+    .await;
+    let (token, _) = app.register("eager").await;
+    let query = "subscription { progressChanged { module { id } } }";
+
+    let mut ws = connect(&app).await;
+    ws.init(&token).await;
+    ws.subscribe("1", query, json!({})).await;
+    ws.subscribe("2", query, json!({})).await;
+    ws.subscribe("3", query, json!({})).await;
+    let refused = ws.next().await;
+
+    assert_eq!(refused["type"], "error", "{refused:#}");
+    assert_eq!(refused["id"], "3");
+    let error = &refused["payload"][0];
+    assert_eq!(error["extensions"]["code"], "RATE_LIMITED", "{refused:#}");
+    assert!(error["extensions"]["retryAfterSeconds"].as_u64().unwrap() >= 1);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("costs 2 points"),
+        "{refused:#}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("kairos_graphql_cost_refusals_total{reason=\"throttled\"} 1"),
+        "{metrics}"
+    );
+}

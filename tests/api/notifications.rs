@@ -17,7 +17,10 @@ use kairos::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, code, module, spawn_app, spawn_app_with, test_settings, unique_db};
+use crate::{
+    helpers::{TestApp, code, module, spawn_app, spawn_app_with, test_settings, unique_db},
+    scale_balancer::{Deployment, Instance, Nginx, fresh_client, post, prepared_database},
+};
 
 const NOTES: &str = "query($f: Int, $a: String, $u: Boolean) {
   notifications(first: $f, after: $a, unreadOnly: $u) {
@@ -651,4 +654,108 @@ async fn a_failing_fan_out_is_retried_with_back_off_then_given_up_or_finished_on
         "{metrics}"
     );
     assert!(metrics.contains("kairos_notification_job_retries_total"));
+}
+
+#[tokio::test]
+async fn three_instances_behind_nginx_one_killed_mid_fan_out_tell_each_learner_once() {
+    let redis = crate::cache::RedisProc::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = Deployment {
+        database: unique_db("fan3"),
+        redis_url: redis.url(),
+        prefix: crate::cache::unique_prefix(),
+        dir: dir.path().to_path_buf(),
+    };
+    let db = prepared_database(&deployment.database).await;
+    let learners = seed_learners(&db, 3_000).await;
+    let hash = kairos::auth::password::hash_password_blocking("admin password 123").unwrap();
+    let admin = kairos::learners::users::NewUser {
+        email: "root@example.org".into(),
+        username: "root".into(),
+        display_name: None,
+        password_hash: hash,
+        role: kairos::auth::Role::Admin,
+    };
+    db.raw("users")
+        .insert_one(kairos::learners::users::user_document(
+            ObjectId::new(),
+            &admin,
+            bson::DateTime::now(),
+        ))
+        .await
+        .unwrap();
+    let fast = [
+        ("NOTIFY_BATCH_SIZE", "100"),
+        ("JOB_LEASE_SECS", "2"),
+        ("JOB_POLL_MS", "100"),
+    ];
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Instance::start_with(&deployment, &fast).await);
+    }
+    let ports: Vec<u16> = instances.iter().map(|i| i.port).collect();
+    let nginx = Nginx::start(dir.path(), &ports).await;
+    let client = fresh_client();
+    let login =
+        "mutation { login(input: {login: \"root\", password: \"admin password 123\"}) { token } }";
+    let token = post(&client, &nginx.url(), login, json!({}), None)
+        .await
+        .unwrap()["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // An admin publishes a module through the balancer.
+    let create = "mutation($i: ModuleInput!) { createModule(input: $i) { id } }";
+    let input = json!({ "i": { "slug": "fan3-news", "title": "News", "summary": "S", "category": "go",
+        "level": "BEGINNER", "durationMinutes": 5, "position": 1, "published": true, "content": "C" } });
+    let created = post(&client, &nginx.url(), create, input, Some(&token))
+        .await
+        .unwrap();
+    let module: ObjectId = created["createModule"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let job_id = db
+        .raw("jobs")
+        .find_one(doc! { "module_id": module })
+        .await
+        .unwrap()
+        .expect("publishing queued a fan-out")
+        .get_object_id("_id")
+        .unwrap();
+
+    // Kill the instance running it, once it is well under way.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let owner = loop {
+        let j = job(&db, job_id).await;
+        if j.notified >= 500
+            && let Some(owner) = j.owner
+        {
+            break owner;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fan-out never got going: {j:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let running = instances
+        .iter()
+        .position(|i| i.logged(&owner))
+        .expect("one instance's log names the job's worker");
+    instances[running].kill();
+    let at_kill = job(&db, job_id).await;
+
+    // Another instance takes it over once the lease passes, and finishes it.
+    let done = wait_done(&db, job_id, Duration::from_secs(600)).await;
+    assert!(at_kill.notified < learners.len() as i64, "{at_kill:?}");
+    assert!(done.attempts >= 2, "{done:?}");
+    assert_ne!(done.owner.as_deref(), Some(owner.as_str()), "{done:?}");
+    assert_eq!(done.notified, learners.len() as i64);
+    assert_exactly_one_each(&db, module, &learners).await;
+    // And the balancer still answers from the two left.
+    let read = post(&client, &nginx.url(), "{ __typename }", json!({}), None).await;
+    assert!(read.is_ok(), "{read:?}");
 }

@@ -62,6 +62,11 @@ impl Instance {
     /// Starts `kairos serve` on a free port and waits until `/ready` says
     /// 200 (database and Redis in use).
     pub async fn start(deployment: &Deployment) -> Self {
+        Self::start_with(deployment, &[]).await
+    }
+
+    /// [`Instance::start`] with `extra` settings in its environment.
+    pub async fn start_with(deployment: &Deployment, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = deployment.dir.join(format!("kairos-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
@@ -86,6 +91,7 @@ impl Instance {
             .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -124,6 +130,19 @@ impl Instance {
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether its log names `text` (a worker's owner id, say).
+    pub fn logged(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains(text))
+    }
+
+    /// Kills it with SIGKILL, as a crash would: nothing is handed back.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -351,14 +370,14 @@ http {{
 /// A client that opens a new connection for every request: an nginx reload
 /// closes its old workers' idle keep-alive connections, a race every
 /// keep-alive client has with any reloading proxy, not Kairos's to test.
-fn fresh_client() -> reqwest::Client {
+pub fn fresh_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()
 }
 
-async fn post(
+pub async fn post(
     client: &reqwest::Client,
     url: &str,
     query: &str,
@@ -388,7 +407,7 @@ const RECORD: &str =
 const STATS: &str = "{ progressStats { totalTimeSeconds } }";
 
 /// A database with its indexes applied, as an operator would, first.
-async fn prepared_database(name: &str) -> Db {
+pub async fn prepared_database(name: &str) -> Db {
     let settings = test_settings(name, &[]);
     let db = Db::connect(&settings.mongo).await.unwrap();
     let decls = indexes::load(None, 365 * 86_400).unwrap();
