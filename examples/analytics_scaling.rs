@@ -7,13 +7,20 @@
 //! sequential requests over HTTP:
 //! - `activitySeries` (30 days) and `periodStats` (7 days), each request
 //!   with a different range so that every one is a cache miss;
-//! - `leaderboard` in its steady state (the ranking built, its stamp
-//!   cached), and separately a rebuild (forced by an opt-in change);
+//! - `leaderboard`: the first read on an instance (it waits for the
+//!   build), the steady state, the first read after an opt-in change (the
+//!   change laid over the ranking), and reads on a second instance whose
+//!   ranking is rebuilt every second in the background
+//!   (`LEADERBOARD_REFRESH_SECS=1`);
 //! - the CSV export of every progress entry, with the process's resident
 //!   memory sampled every 5 ms while it streams (`VmRSS`).
 //!
 //! MONGODB_URI=mongodb://127.0.0.1:27017 PROGRESS=2 \
 //!   cargo run --release --example analytics_scaling -- 1000 10000 100000
+//!
+//! `EXPORT_ONLY=1` measures the export alone (e.g. `PROGRESS=20`);
+//! `SEEDED=1` uses a database seeded beforehand by `kairos seed` (named
+//! `kairos_bench_analytics_<learners>`).
 
 use std::{
     sync::{
@@ -96,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    // EXPORT_ONLY=1 measures the export alone.
+    let export_only = std::env::var("EXPORT_ONLY").is_ok_and(|v| v == "1");
     println!("| learners | progress docs | request | mean (ms) | p50 | p95 | p99 |");
     println!("|---:|---:|---|---:|---:|---:|---:|");
     let mut export_rows = Vec::new();
@@ -121,18 +130,28 @@ async fn main() -> anyhow::Result<()> {
             batch: 10_000,
         };
         let started = Instant::now();
-        let report = seed::seed(&db, &opts).await?;
+        // SEEDED=1: the database was seeded beforehand (`kairos seed`).
+        let report = if std::env::var("SEEDED").is_ok_and(|v| v == "1") {
+            seed::SeedReport {
+                progress: db.raw("progress").estimated_document_count().await?,
+                ..Default::default()
+            }
+        } else {
+            seed::seed(&db, &opts).await?
+        };
         eprintln!(
             "seeded {users} learners in {:.1}s",
             started.elapsed().as_secs_f64()
         );
         indexes::reconcile(&db, &indexes::load(None, 365 * 86_400)?, true).await?;
-        db.raw("users")
-            .update_many(
-                bson::doc! {},
-                bson::doc! { "$set": { "leaderboard_opt_in": true } },
-            )
-            .await?;
+        if !export_only {
+            db.raw("users")
+                .update_many(
+                    bson::doc! {},
+                    bson::doc! { "$set": { "leaderboard_opt_in": true } },
+                )
+                .await?;
+        }
 
         let app = Application::build(settings).await?;
         let base = format!("http://127.0.0.1:{}/graphql", app.port());
@@ -160,59 +179,103 @@ async fn main() -> anyhow::Result<()> {
         }
         let (token, other, admin) = (&tokens[0], &tokens[1], &tokens[2]);
         let now = Utc::now();
-        let mut series = Vec::new();
-        let mut period = Vec::new();
-        for i in 0..REQUESTS {
-            let to = now - chrono::Duration::seconds(i as i64);
-            let f = (to - chrono::Duration::days(30)).to_rfc3339();
-            let t = Instant::now();
-            post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { activitySeries(from: $f, to: $t) { date events } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
-            series.push(t.elapsed());
-            let f = (to - chrono::Duration::days(7)).to_rfc3339();
-            let t = Instant::now();
-            post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { periodStats(from: $f, to: $t) { current { activeDays } previous { activeDays } } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
-            period.push(t.elapsed());
-        }
-        row(
-            users,
-            report.progress,
-            "activitySeries (30 days, miss)",
-            &mut series,
-        );
-        row(
-            users,
-            report.progress,
-            "periodStats (7 days, miss)",
-            &mut period,
-        );
-        let board = json!({ "query": "{ leaderboard(period: WEEK, first: 10) { participants viewerRank entries { rank name } } }" });
-        post(&client, &base, token, board.clone()).await?;
-        let mut steady = Vec::new();
-        for _ in 0..REQUESTS {
-            let t = Instant::now();
-            post(&client, &base, token, board.clone()).await?;
-            steady.push(t.elapsed());
-        }
-        row(
-            users,
-            report.progress,
-            "leaderboard (WEEK, steady state)",
-            &mut steady,
-        );
-        let mut rebuild = Vec::new();
-        for i in 0..5 {
-            post(&client, &base, other, json!({ "query": format!("mutation {{ updateMe(input: {{ leaderboardOptIn: {} }}) {{ id }} }}", i % 2 == 1) })).await?;
+        if !export_only {
+            let mut series = Vec::new();
+            let mut period = Vec::new();
+            for i in 0..REQUESTS {
+                let to = now - chrono::Duration::seconds(i as i64);
+                let f = (to - chrono::Duration::days(30)).to_rfc3339();
+                let t = Instant::now();
+                post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { activitySeries(from: $f, to: $t) { date events } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
+                series.push(t.elapsed());
+                let f = (to - chrono::Duration::days(7)).to_rfc3339();
+                let t = Instant::now();
+                post(&client, &base, token, json!({ "query": "query($f: DateTime!, $t: DateTime!) { periodStats(from: $f, to: $t) { current { activeDays } previous { activeDays } } }", "variables": { "f": f, "t": to.to_rfc3339() } })).await?;
+                period.push(t.elapsed());
+            }
+            row(
+                users,
+                report.progress,
+                "activitySeries (30 days, miss)",
+                &mut series,
+            );
+            row(
+                users,
+                report.progress,
+                "periodStats (7 days, miss)",
+                &mut period,
+            );
+            let board = json!({ "query": "{ leaderboard(period: WEEK, first: 10) { participants viewerRank entries { rank name } } }" });
+            // The first read on an instance waits for the build.
             let t = Instant::now();
             post(&client, &base, token, board.clone()).await?;
-            rebuild.push(t.elapsed());
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, first read: waits for the build)",
+                &mut [t.elapsed()],
+            );
+            let mut steady = Vec::new();
+            for _ in 0..REQUESTS {
+                let t = Instant::now();
+                post(&client, &base, token, board.clone()).await?;
+                steady.push(t.elapsed());
+            }
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, steady state)",
+                &mut steady,
+            );
+            let mut changed = Vec::new();
+            for i in 0..10 {
+                post(&client, &base, other, json!({ "query": format!("mutation {{ updateMe(input: {{ leaderboardOptIn: {} }}) {{ id }} }}", i % 2 == 1) })).await?;
+                let t = Instant::now();
+                post(&client, &base, token, board.clone()).await?;
+                changed.push(t.elapsed());
+            }
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, first read after an opt-in change)",
+                &mut changed,
+            );
+            // A second instance on the same data rebuilding every second in
+            // the background: reads while a rebuild runs.
+            let busy = Application::build(Settings::from_source(&[
+                ("MONGODB_URI", uri.as_str()),
+                ("MONGODB_DB", name.as_str()),
+                ("BIND_ADDR", "127.0.0.1:0"),
+                ("MONGODB_COMPRESSORS", "none"),
+                ("LEADERBOARD_REFRESH_SECS", "1"),
+                ("RATE_LIMIT_PER_SECOND", "1000000"),
+                ("RATE_LIMIT_BURST", "1000000"),
+                ("RATE_LIMIT_COST_BUCKET", "100000000"),
+                ("RATE_LIMIT_COST_RESTORE_PER_SECOND", "100000000"),
+            ])?)
+            .await?;
+            let busy_base = format!("http://127.0.0.1:{}/graphql", busy.port());
+            let (busy_tx, busy_rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(busy.run_until(async {
+                let _ = busy_rx.await;
+            }));
+            post(&client, &busy_base, token, board.clone()).await?;
+            let mut during = Vec::new();
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until || during.len() < REQUESTS {
+                let t = Instant::now();
+                post(&client, &busy_base, token, board.clone()).await?;
+                during.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = busy_tx.send(());
+            row(
+                users,
+                report.progress,
+                "leaderboard (WEEK, rebuilt every second in the background)",
+                &mut during,
+            );
         }
-        row(
-            users,
-            report.progress,
-            "leaderboard (WEEK, rebuild after an opt-in change)",
-            &mut rebuild,
-        );
-
         // The export, with the resident memory sampled while it streams.
         let before = rss_kib();
         let peak = Arc::new(AtomicU64::new(before));
@@ -236,11 +299,19 @@ async fn main() -> anyhow::Result<()> {
             .bearer_auth(admin)
             .send()
             .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "export failed: {}",
-            resp.status()
-        );
+        if !resp.status().is_success() {
+            done.store(true, Ordering::Relaxed);
+            sampler.await?;
+            export_rows.push(format!(
+                "| {users} | {} | export failed: {} after {:.1} s | | | | |",
+                report.progress,
+                resp.status(),
+                t.elapsed().as_secs_f64()
+            ));
+            let _ = tx.send(());
+            db.db.drop().await?;
+            continue;
+        }
         let (mut bytes, mut lines) = (0u64, 0u64);
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {

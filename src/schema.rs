@@ -74,9 +74,13 @@ pub fn build(services: Services, settings: &Settings) -> KairosSchema {
     // The contract's directives (`@skip`, `@include`) make sense once
     // per field; thousands on one field are only work for the server.
     .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-    .data(services)
     // This instance's leaderboard rankings (see `learners::leaderboard`).
-    .data(Leaderboards::default());
+    .data(Leaderboards::new(
+        services.db.clone(),
+        services.cache.clone(),
+        settings.leaderboard_refresh,
+    ))
+    .data(services);
     if !settings.introspection {
         // "Did you mean …" names fields a caller did not ask for: it reveals
         // the schema as surely as introspection does.

@@ -75,6 +75,10 @@ pub struct Settings {
     /// entries are kept (TTL index on `activity.at`), so the collection does
     /// not grow forever.
     pub activity_retention_days: u32,
+    /// `LEADERBOARD_REFRESH_SECS`, default 30 (1 to 30): a leaderboard
+    /// ranking this old is rebuilt in the background; with a build bounded
+    /// by the operation deadline, figures lag writes by under 60 s.
+    pub leaderboard_refresh: Duration,
 }
 
 /// A source of configuration values: the process environment in production,
@@ -162,6 +166,11 @@ impl Settings {
             bail!("invalid ACTIVITY_RETENTION_DAYS: must be at least 1");
         }
 
+        let leaderboard_refresh = parse_or(src, "LEADERBOARD_REFRESH_SECS", 30u64)?;
+        if !(1..=30).contains(&leaderboard_refresh) {
+            bail!("invalid LEADERBOARD_REFRESH_SECS: must be between 1 and 30");
+        }
+
         Ok(Settings {
             app_env,
             bind_addr,
@@ -178,6 +187,7 @@ impl Settings {
             introspection: parse_bool(src, "INTROSPECTION", !production)?,
             web_app: parse_bool(src, "WEB_APP", !production)?,
             activity_retention_days,
+            leaderboard_refresh: Duration::from_secs(leaderboard_refresh),
         })
     }
 

@@ -7,7 +7,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use super::{
     analytics::{self, Day, Period},
     graphql::subject,
-    leaderboard::{self, LeaderboardPeriod, Leaderboards},
+    leaderboard::{LeaderboardPeriod, Leaderboards},
     service,
 };
 use crate::{
@@ -181,16 +181,10 @@ impl AnalyticsQuery {
             return Err(ApiError::bad_input("`first` must be between 1 and 100").into());
         }
         let period = period.unwrap_or(LeaderboardPeriod::Week);
-        let board = leaderboard::read(
-            ctx.db(),
-            ctx.cache(),
-            ctx.data_unchecked::<Leaderboards>(),
-            period,
-            category.as_deref(),
-            first as usize,
-            viewer.user_id,
-        )
-        .await?;
+        let board = ctx
+            .data_unchecked::<Leaderboards>()
+            .read(period, category.as_deref(), first as usize, viewer.user_id)
+            .await?;
         Ok(Leaderboard {
             period,
             category,

@@ -203,6 +203,20 @@ pub struct Written {
     pub changed: bool,
 }
 
+/// A progress document as `startModule` creates it. No `score: null` or
+/// `completed_at: null`: `$max`/`$min` of later reports compare with what
+/// is stored, and null sorts below everything.
+fn started(id: ObjectId, now: bson::DateTime) -> Document {
+    doc! {
+        "_id": id,
+        "status": ProgressStatus::InProgress.as_str(),
+        "time_spent_seconds": 0_i64,
+        "attempts": 0_i64,
+        "started_at": now,
+        "updated_at": now,
+    }
+}
+
 /// Starts a module for a learner; a started module is returned unchanged.
 /// The progress document and its `started` entry are written together (in
 /// a transaction; without transactions, see `start_without_transaction`).
@@ -217,17 +231,7 @@ pub async fn start(db: &Db, user_id: ObjectId, module_id: ObjectId) -> ApiResult
             }
             let now = bson::DateTime::now();
             let new_id = ObjectId::new();
-            let update = doc! { "$setOnInsert": {
-                "_id": new_id,
-                "status": ProgressStatus::InProgress.as_str(),
-                "time_spent_seconds": 0_i64,
-                "attempts": 0_i64,
-                "started_at": now,
-                "updated_at": now,
-            } };
-            // No `score: null` or `completed_at: null`: `$max`/`$min` of
-            // later reports compare with what is stored, and null sorts
-            // below everything.
+            let update = doc! { "$setOnInsert": started(new_id, now) };
             let filter = doc! { "user_id": user_id, "module_id": module_id };
             let after = upsert_after(db, &mut session, &filter, &update).await?;
             if after.id == new_id {
@@ -270,15 +274,9 @@ async fn start_without_transaction(
     let now = bson::DateTime::now();
     let new_id = ObjectId::new();
     let filter = doc! { "user_id": user_id, "module_id": module_id };
-    let update = doc! { "$setOnInsert": {
-        "_id": new_id,
-        "status": ProgressStatus::InProgress.as_str(),
-        "time_spent_seconds": 0_i64,
-        "attempts": 0_i64,
-        "started_at": now,
-        "updated_at": now,
-        STARTED_UNLOGGED: true,
-    } };
+    let mut fields = started(new_id, now);
+    fields.insert(STARTED_UNLOGGED, true);
+    let update = doc! { "$setOnInsert": fields };
     let mut attempt = 0;
     let mut raw = loop {
         attempt += 1;

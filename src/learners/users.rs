@@ -155,6 +155,12 @@ pub async fn update_settings(
     }
     if let Some(opt_in) = settings.leaderboard_opt_in {
         set.insert("leaderboard_opt_in", opt_in);
+        // When: the leaderboards lay the changes since they were built
+        // over their rankings (see `leaderboard`).
+        set.insert(
+            "leaderboard_opt_in_at",
+            bson::DateTime::from_chrono(chrono::Utc::now()),
+        );
     }
     if set.is_empty() {
         return find_by_id(db, id).await;

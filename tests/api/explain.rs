@@ -285,6 +285,17 @@ async fn every_query_the_service_sends_is_served_by_an_index() {
     for q in learner_queries {
         app.ok(q, json!({}), Some(&learner)).await;
     }
+    // An opt-in after the rankings were built: the next reads lay it over
+    // them (the users whose opt-in changed, the newcomer's figures).
+    app.ok(
+        "mutation { updateMe(input: { leaderboardOptIn: true }) { id } }",
+        json!({}),
+        Some(&other),
+    )
+    .await;
+    for q in &learner_queries[learner_queries.len() - 3..] {
+        app.ok(q, json!({}), Some(&learner)).await;
+    }
     let page = app
         .ok(
             "{ history(first: 1) { pageInfo { endCursor } } }",

@@ -44,8 +44,8 @@ fn uri_with_app_name(base: &str, app_name: &str) -> String {
 static FAILPOINT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A service whose database connections carry a name of their own.
-struct Faulty {
-    app: TestApp,
+pub(crate) struct Faulty {
+    pub(crate) app: TestApp,
     app_name: String,
     admin: mongodb::Client,
     /// The failpoint while this test has it armed.
@@ -58,7 +58,7 @@ impl Faulty {
     }
 
     /// Another instance on the database `db_name`, with extra settings.
-    async fn spawn_with(db_name: &str, extra: &[(&str, &str)]) -> Self {
+    pub(crate) async fn spawn_with(db_name: &str, extra: &[(&str, &str)]) -> Self {
         Self::spawn_on(&mongo_uri(), db_name, extra).await
     }
 
@@ -88,7 +88,7 @@ impl Faulty {
     }
 
     /// Arms `failCommand` for this app's connections, `times` times.
-    async fn arm(&self, times: i32, data: Document) {
+    pub(crate) async fn arm(&self, times: i32, data: Document) {
         self.arm_mode(doc! { "times": times }, data).await;
     }
 
@@ -115,7 +115,7 @@ impl Faulty {
 
     /// Disarms it (failpoints are server-wide: one test's leftover must
     /// not outlive it; `appName` keeps others' tests apart meanwhile).
-    async fn off(&self) {
+    pub(crate) async fn off(&self) {
         self.admin
             .database("admin")
             .run_command(doc! { "configureFailPoint": "failCommand", "mode": "off" })

@@ -11,6 +11,7 @@ mod faults;
 mod graphql_over_http;
 mod helpers;
 mod indexes;
+mod leaderboard;
 mod learners;
 mod live;
 mod notifications;
