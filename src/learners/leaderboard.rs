@@ -256,6 +256,16 @@ async fn counted_modules(db: &Db, category: Option<&str>) -> ApiResult<Vec<Objec
     if let Some(c) = category {
         filter.insert("category", c);
     }
+    ids(db, names::MODULES, filter).await
+}
+
+/// The `_id`s of the documents of `collection` matching `filter`, read from
+/// an index when one covers the filter.
+async fn ids<C: FromIterator<ObjectId>>(
+    db: &Db,
+    collection: &str,
+    filter: Document,
+) -> ApiResult<C> {
     #[derive(Deserialize)]
     struct Id {
         #[serde(rename = "_id")]
@@ -263,7 +273,7 @@ async fn counted_modules(db: &Db, category: Option<&str>) -> ApiResult<Vec<Objec
     }
     let cursor = db
         .run(
-            db.collection::<Id>(names::MODULES)
+            db.collection::<Id>(collection)
                 .find(filter)
                 .projection(doc! { "_id": 1 })
                 .max_time(db.op_timeout),
@@ -342,21 +352,7 @@ async fn figures(
 
 /// Every learner opted in now (index `leaderboard_opt_in`, covered).
 async fn opted_in(db: &Db) -> ApiResult<HashSet<ObjectId>> {
-    #[derive(Deserialize)]
-    struct Id {
-        #[serde(rename = "_id")]
-        id: ObjectId,
-    }
-    let cursor = db
-        .run(
-            db.collection::<Id>(names::USERS)
-                .find(doc! { "leaderboard_opt_in": true })
-                .projection(doc! { "_id": 1 })
-                .max_time(db.op_timeout),
-        )
-        .await?;
-    let ids: Vec<Id> = db.run(cursor.try_collect()).await?;
-    Ok(ids.into_iter().map(|i| i.id).collect())
+    ids(db, names::USERS, doc! { "leaderboard_opt_in": true }).await
 }
 
 /// Builds the base of (period, category) as of now.

@@ -184,6 +184,39 @@ fn activity(
     }
 }
 
+/// The entries one report logs: `started` when it started the module,
+/// then `completed` when it completed it, else `progressed`.
+fn report_entries(
+    user_id: ObjectId,
+    report: &Report,
+    key: Option<&str>,
+    started: bool,
+    completed: bool,
+    at: bson::DateTime,
+) -> Vec<ActivityDoc> {
+    let mut entries = Vec::with_capacity(2);
+    if started {
+        let kind = ActivityKind::Started;
+        entries.push(activity(user_id, report.module_id, key, kind, at, 0, None));
+    }
+    let kind = if completed {
+        ActivityKind::Completed
+    } else {
+        ActivityKind::Progressed
+    };
+    let (time, score) = (report.time_spent_seconds, report.score);
+    entries.push(activity(
+        user_id,
+        report.module_id,
+        key,
+        kind,
+        at,
+        time,
+        score,
+    ));
+    entries
+}
+
 async fn append_activity(
     db: &Db,
     session: &mut Option<&mut ClientSession>,
@@ -603,32 +636,14 @@ async fn apply_keyed_without_transaction(
         };
     }
     let by_this = |field: &str| raw.get_object_id(field).is_ok_and(|id| id == op);
-    let mut entries = Vec::with_capacity(2);
-    if by_this("started_by") {
-        entries.push(activity(
-            user_id,
-            report.module_id,
-            Some(key),
-            ActivityKind::Started,
-            now,
-            0,
-            None,
-        ));
-    }
-    let kind = if by_this("completed_by") {
-        ActivityKind::Completed
-    } else {
-        ActivityKind::Progressed
-    };
-    entries.push(activity(
+    let entries = report_entries(
         user_id,
-        report.module_id,
+        report,
         Some(key),
-        kind,
+        by_this("started_by"),
+        by_this("completed_by"),
         now,
-        report.time_spent_seconds,
-        report.score,
-    ));
+    );
     let logged = db
         .collection::<ActivityDoc>(names::ACTIVITY)
         .insert_many(entries)
@@ -697,33 +712,14 @@ async fn apply_report(
         }
     }
 
-    let key = report.key.as_deref();
-    let mut entries = Vec::with_capacity(2);
-    if started_now {
-        entries.push(activity(
-            user_id,
-            report.module_id,
-            key,
-            ActivityKind::Started,
-            now,
-            0,
-            None,
-        ));
-    }
-    let kind = if first_completion {
-        ActivityKind::Completed
-    } else {
-        ActivityKind::Progressed
-    };
-    entries.push(activity(
+    let entries = report_entries(
         user_id,
-        report.module_id,
-        key,
-        kind,
+        report,
+        report.key.as_deref(),
+        started_now,
+        first_completion,
         now,
-        report.time_spent_seconds,
-        report.score,
-    ));
+    );
     append_activity(db, session, entries).await?;
     Ok(after)
 }

@@ -117,8 +117,19 @@ pub async fn two_instances_on_one_redis_with(
     extra: &[(&str, &str)],
 ) -> (TestApp, TestApp, RedisProc, String) {
     let redis = RedisProc::start().await;
-    let (url, prefix) = (redis.url(), unique_prefix());
-    let mut settings = redis_settings(&url, &prefix);
+    let (a, b, admin, _) = two_instances_on(&redis.url(), extra).await;
+    (a, b, redis, admin)
+}
+
+/// Two instances sharing one database and the Redis at `url` (under a
+/// key prefix of their own, returned last), with `extra` settings, both
+/// using Redis; and an admin's token.
+pub async fn two_instances_on(
+    url: &str,
+    extra: &[(&str, &str)],
+) -> (TestApp, TestApp, String, String) {
+    let prefix = unique_prefix();
+    let mut settings = redis_settings(url, &prefix);
     settings.extend_from_slice(extra);
     let a = spawn_app_with(&settings).await;
     let db_name = a.state.settings.mongo.database.clone();
@@ -127,7 +138,7 @@ pub async fn two_instances_on_one_redis_with(
     let admin = a.admin_token().await;
     wait_backend(&a, &admin, "redis").await;
     wait_backend(&b, &admin, "redis").await;
-    (a, b, redis, admin)
+    (a, b, admin, prefix)
 }
 
 pub fn redis_settings<'a>(url: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> {

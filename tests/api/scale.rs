@@ -13,7 +13,7 @@ use bson::{doc, oid::ObjectId};
 use serde_json::{Value, json};
 
 use crate::{
-    cache::{redis_settings, unique_prefix, wait_backend},
+    cache::{redis_settings, two_instances_on, wait_backend},
     helpers::{TestApp, code, module, spawn_app_with},
 };
 
@@ -379,17 +379,7 @@ async fn two_instances(url: &str) -> (TestApp, TestApp, String, String) {
 }
 
 async fn two_instances_with(url: &str, timeout_ms: &str) -> (TestApp, TestApp, String, String) {
-    let prefix = unique_prefix();
-    let mut settings = redis_settings(url, &prefix);
-    settings.push(("REDIS_TIMEOUT_MS", timeout_ms));
-    let a = spawn_app_with(&settings).await;
-    let db = a.state.settings.mongo.database.clone();
-    settings.push(("MONGODB_DB", db.as_str()));
-    let b = spawn_app_with(&settings).await;
-    let admin = a.admin_token().await;
-    wait_backend(&a, &admin, "redis").await;
-    wait_backend(&b, &admin, "redis").await;
-    (a, b, admin, prefix)
+    two_instances_on(url, &[("REDIS_TIMEOUT_MS", timeout_ms)]).await
 }
 
 const STATS: &str = "{ progressStats { totalTimeSeconds } }";
