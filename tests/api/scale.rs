@@ -379,8 +379,24 @@ async fn two_instances(url: &str) -> (TestApp, TestApp, String, String) {
 }
 
 async fn two_instances_with(url: &str, timeout_ms: &str) -> (TestApp, TestApp, String, String) {
-    two_instances_on(url, &[("REDIS_TIMEOUT_MS", timeout_ms)]).await
+    two_instances_on(
+        url,
+        &[
+            ("REDIS_TIMEOUT_MS", timeout_ms),
+            LIFTED_BUDGET[0],
+            LIFTED_BUDGET[1],
+        ],
+    )
+    .await
 }
+
+/// The caller's cost budget, lifted: the traffic tests drive one learner
+/// as fast as the machine goes, and a fast machine must not meet
+/// RATE_LIMITED (tests/api/cost.rs tests the budget).
+const LIFTED_BUDGET: [(&str, &str); 2] = [
+    ("RATE_LIMIT_COST_BUCKET", "100000000"),
+    ("RATE_LIMIT_COST_RESTORE_PER_SECOND", "100000000"),
+];
 
 const STATS: &str = "{ progressStats { totalTimeSeconds } }";
 const RECORD: &str =

@@ -84,10 +84,14 @@ impl Instance {
             .env("SHUTDOWN_DRAIN_SECS", DRAIN_SECS)
             // Every request comes from nginx's address: take the client's
             // from X-Forwarded-For, and lift the per-address limits (one
-            // test client is every learner here).
+            // test client is every learner here), and the caller's cost
+            // budget (these tests drive one learner as fast as the machine
+            // goes: a fast machine would otherwise meet RATE_LIMITED).
             .env("TRUST_PROXY", "true")
             .env("RATE_LIMIT_PER_SECOND", "1000000")
             .env("RATE_LIMIT_BURST", "1000000")
+            .env("RATE_LIMIT_COST_BUCKET", "100000000")
+            .env("RATE_LIMIT_COST_RESTORE_PER_SECOND", "100000000")
             .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
@@ -557,8 +561,9 @@ async fn a_rolling_restart_behind_nginx_under_traffic_costs_no_failed_request_an
     let acknowledged = acknowledged.load(Ordering::SeqCst);
     println!(
         "rolling restart of 3 instances behind nginx: {total_requests} requests, {} failed, \
-         {stale} stale reads, worst {worst:?}; SIGTERM to exit: {exits:?}",
-        failures.len()
+         {stale} stale reads, worst {worst:?}; SIGTERM to exit: {exits:?}; first failures: {:?}",
+        failures.len(),
+        failures.iter().take(3).collect::<Vec<_>>()
     );
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert_eq!(stale, 0, "stale reads through the balancer");
