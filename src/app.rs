@@ -34,8 +34,9 @@ use crate::{
         graphiql::{self, GraphiqlEnabled},
         pagination::CursorCodec,
         response_cache::ResponseCache,
+        sockets::Sockets,
         transport::{self, Endpoint},
-        ws::Sockets,
+        ws,
     },
     http::{
         metrics::{self, Metrics},
@@ -317,11 +318,11 @@ fn router(state: AppState, schema: KairosSchema, documents: Arc<Documents>) -> R
     let graphql_routes = Router::new()
         .route(
             "/graphql",
-            get(transport::get_graphql::<KairosSchema>)
+            get(ws::get_graphql::<KairosSchema>)
                 .post(transport::post_graphql::<KairosSchema>)
                 .fallback(transport::other_method),
         )
-        .route("/graphql/ws", get(transport::get_ws::<KairosSchema>))
+        .route("/graphql/ws", get(ws::get_ws::<KairosSchema>))
         // Only the API is rate limited: probes and scrapes must get through.
         .route_layer(crate::http::ratelimit::http_layer(limits, metrics.clone()))
         .route("/", get(transport::graphiql_root::<KairosSchema>))

@@ -178,12 +178,8 @@ impl Writer<'_> {
                 })
             })
             .await;
-        // Notifications about it lose their module.
-        let mut scopes = vec![
-            CATALOGUE,
-            learners::ALL_PROGRESS,
-            crate::notifications::service::FANNED_OUT,
-        ];
+        // (The notifications domain drops its pages on the event below.)
+        let mut scopes = vec![CATALOGUE, learners::ALL_PROGRESS];
         if let Ok(Some(d)) = &deleted {
             // Their progress lists and histories held the module.
             scopes.extend(d.learners.iter().copied().map(learners::scope));

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod pagination;
 pub mod response_cache;
 pub mod scalars;
+pub mod sockets;
 pub mod transport;
 pub mod ws;
 

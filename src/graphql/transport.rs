@@ -10,11 +10,7 @@ use std::sync::Arc;
 use async_graphql::{Executor, parser::types::OperationType};
 use axum::{
     body::Bytes,
-    extract::{
-        RawQuery, State,
-        rejection::BytesRejection,
-        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
-    },
+    extract::{State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -24,7 +20,7 @@ use super::{
     context::RequestData,
     documents::{Documents, Refusal},
     response_cache::{self, Found, ResponseCache, Stored},
-    ws::{self, Sockets},
+    sockets::Sockets,
 };
 use crate::{
     auth::{TokenService, Viewer},
@@ -608,19 +604,14 @@ fn is_json_body(headers: &HeaderMap) -> bool {
         )
 }
 
-/// `GET /graphql`: a WebSocket upgrade for subscriptions, GraphiQL for a
-/// browser, else a query from the URL.
-pub async fn get_graphql<E: Executor>(
-    State(http): State<EndpointState<E>>,
+/// `GET /graphql` without an upgrade: GraphiQL for a browser, else a
+/// query from the URL ([`super::ws::get_graphql`] routes upgrades).
+pub async fn get_query<E: Executor>(
+    http: EndpointState<E>,
     peer: Peer,
     headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    RawQuery(query): RawQuery,
+    query: Option<String>,
 ) -> Response {
-    if let Ok(upgrade) = upgrade {
-        let client = client_ip(&headers, peer.0, http.trust_proxy);
-        return ws::upgrade(http, upgrade, client);
-    }
     let query = query.unwrap_or_default();
     if query.is_empty() && accepts(&headers, "text/html") {
         return graphiql(&http);
@@ -637,26 +628,6 @@ pub async fn get_graphql<E: Executor>(
         }
     };
     execute(&*http, &headers, peer, Method::Get, media, request).await
-}
-
-/// `GET /graphql/ws`: subscriptions only; anything but an upgrade gets 426.
-pub async fn get_ws<E: Executor>(
-    State(http): State<EndpointState<E>>,
-    peer: Peer,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    match upgrade {
-        Ok(upgrade) => {
-            let client = client_ip(&headers, peer.0, http.trust_proxy);
-            ws::upgrade(http, upgrade, client)
-        }
-        Err(_) => error_response(
-            StatusCode::UPGRADE_REQUIRED,
-            Code::BadUserInput,
-            "this endpoint speaks graphql-transport-ws over WebSocket only",
-        ),
-    }
 }
 
 /// The request of a GET query string: `query`, `operationName`, and

@@ -27,36 +27,45 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
 use async_graphql::Executor;
 use axum::{
-    extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-    http::StatusCode,
+    extract::{
+        RawQuery, State,
+        ws::{
+            CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+            rejection::WebSocketUpgradeRejection,
+        },
+    },
+    http::{HeaderMap, StatusCode},
     response::Response,
 };
-use bson::oid::ObjectId;
 use futures::{SinkExt, StreamExt, stream::SplitSink};
 use metrics::Label;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::{
-    sync::{Notify, mpsc, oneshot, watch},
+    sync::{Notify, mpsc, oneshot},
     task::AbortHandle,
     time::Instant,
 };
 
-use super::{context::RequestData, transport::Endpoint};
+use super::{
+    context::RequestData,
+    sockets::{Slots, Sockets},
+    transport::{self, Endpoint, EndpointState},
+};
 use crate::{
     auth::Viewer,
     config::LiveSettings,
     error::{Code, error_response},
-    http::metrics::{Metrics, names},
+    http::{
+        client::{Peer, client_ip},
+        metrics::{Metrics, names},
+    },
 };
 
 /// The one subprotocol served.
@@ -67,118 +76,41 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// How long a close frame may take to leave before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The sockets of this instance: their limits, their counts and the
-/// shutdown signal that closes them all.
-pub struct Sockets {
-    settings: LiveSettings,
-    metrics: Metrics,
-    per_user: Mutex<HashMap<ObjectId, usize>>,
-    per_address: Mutex<HashMap<IpAddr, usize>>,
-    /// Turns true when the instance stops.
-    closing: watch::Sender<bool>,
-    open: AtomicUsize,
-    /// Signalled whenever a socket ends (for the shutdown drain).
-    ended: Notify,
-}
-
-impl Sockets {
-    pub fn new(settings: LiveSettings, metrics: Metrics) -> Self {
-        Sockets {
-            settings,
-            metrics,
-            per_user: Mutex::default(),
-            per_address: Mutex::default(),
-            closing: watch::channel(false).0,
-            open: AtomicUsize::new(0),
-            ended: Notify::new(),
+/// `GET /graphql`: a WebSocket upgrade for subscriptions, else
+/// [`transport::get_query`] (GraphiQL or a query from the URL).
+pub async fn get_graphql<E: Executor>(
+    State(http): State<EndpointState<E>>,
+    peer: Peer,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => {
+            let client = client_ip(&headers, peer.0, http.trust_proxy);
+            self::upgrade(http, upgrade, client)
         }
-    }
-
-    /// Open sockets on this instance.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Closes every socket with 1012 (Service Restart), so that clients
-    /// reconnect to another instance, and waits up to `within` for them to
-    /// go. New upgrades are refused from now on.
-    pub async fn close_all(&self, within: Duration) {
-        self.closing.send_replace(true);
-        let deadline = Instant::now() + within;
-        while self.open() > 0 {
-            let ended = self.ended.notified();
-            if self.open() == 0 || tokio::time::timeout_at(deadline, ended).await.is_err() {
-                break;
-            }
-        }
-        if self.open() > 0 {
-            tracing::warn!(
-                open = self.open(),
-                "subscription sockets still open at shutdown"
-            );
-        }
-    }
-
-    fn is_closing(&self) -> bool {
-        *self.closing.borrow()
-    }
-
-    /// Takes one slot of `key` under `max`; `None` when full.
-    fn take<K: std::hash::Hash + Eq + Copy>(
-        map: &Mutex<HashMap<K, usize>>,
-        key: K,
-        max: usize,
-    ) -> Option<()> {
-        let mut map = map.lock().expect("socket counts poisoned");
-        let n = map.entry(key).or_default();
-        if *n >= max {
-            if *n == 0 {
-                map.remove(&key);
-            }
-            return None;
-        }
-        *n += 1;
-        Some(())
-    }
-
-    fn give<K: std::hash::Hash + Eq + Copy>(map: &Mutex<HashMap<K, usize>>, key: K) {
-        let mut map = map.lock().expect("socket counts poisoned");
-        if let Some(n) = map.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&key);
-            }
-        }
-    }
-
-    fn closed(&self, code: u16) {
-        self.metrics
-            .counter(names::WS_CLOSED, vec![Label::new("code", code.to_string())])
-            .increment(1);
+        Err(_) => transport::get_query(http, peer, headers, query).await,
     }
 }
 
-/// What one open socket holds of the shared counts; released on drop.
-struct Slots {
-    sockets: Arc<Sockets>,
-    address: Option<IpAddr>,
-    user: Option<ObjectId>,
-}
-
-impl Drop for Slots {
-    fn drop(&mut self) {
-        if let Some(a) = self.address {
-            Sockets::give(&self.sockets.per_address, a);
+/// `GET /graphql/ws`: subscriptions only; anything but an upgrade gets 426.
+pub async fn get_ws<E: Executor>(
+    State(http): State<EndpointState<E>>,
+    peer: Peer,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => {
+            let client = client_ip(&headers, peer.0, http.trust_proxy);
+            self::upgrade(http, upgrade, client)
         }
-        if let Some(u) = self.user {
-            Sockets::give(&self.sockets.per_user, u);
-        }
-        self.sockets.open.fetch_sub(1, Ordering::Relaxed);
-        self.sockets
-            .metrics
-            .gauge(names::WS_CONNECTIONS, vec![])
-            .decrement(1.0);
-        self.sockets.ended.notify_waiters();
+        Err(_) => error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            Code::BadUserInput,
+            "this endpoint speaks graphql-transport-ws over WebSocket only",
+        ),
     }
 }
 
@@ -496,7 +428,7 @@ impl<E: Executor> Connection<E> {
                 first = false;
                 let mut payload = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
                 if let Some(errors) = payload.get_mut("errors").and_then(Value::as_array_mut) {
-                    super::transport::code_errors(errors);
+                    transport::code_errors(errors);
                 }
                 if before_execution {
                     // Invalid documents get `error` and no `complete`.

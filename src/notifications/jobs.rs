@@ -297,9 +297,11 @@ impl Listener for FanOut {
             Event::NotificationsAdded { notifications } if !notifications.is_empty() => {
                 self.cache.invalidate(&[super::service::FANNED_OUT]).await;
             }
-            Event::ModuleDeleted { .. }
-            | Event::ProgressChanged { .. }
-            | Event::NotificationsAdded { .. } => {}
+            // Notifications about a deleted module lose their module.
+            Event::ModuleDeleted { .. } => {
+                self.cache.invalidate(&[super::service::FANNED_OUT]).await;
+            }
+            Event::ProgressChanged { .. } | Event::NotificationsAdded { .. } => {}
         }
         Ok(())
     }
