@@ -887,6 +887,12 @@ impl Extension for CostOfRequest {
                 operation(doc, state.operation.as_deref())
                     .is_some_and(|op| op.ty == OperationType::Subscription)
             });
+            if subscription {
+                // Never needed again (a subscription is priced once, here):
+                // a live subscription keeps no copy of its document.
+                state.doc = None;
+                state.variables = Variables::default();
+            }
             (requested.unwrap_or(0), subscription, state.caller.clone())
         };
         if requested > self.limit {

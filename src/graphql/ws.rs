@@ -405,7 +405,9 @@ impl<E: Executor> Connection<E> {
         let task = tokio::spawn(async move {
             let _active = Active::new(metrics.clone());
             // Persisted queries and the allowlist apply here as over HTTP.
-            if let Err(refusal) = http.documents.prepare(&mut request).await {
+            // Boxed: the task keeps its largest state for life, and the
+            // store's lookup (Redis) is far larger than the wait for events.
+            if let Err(refusal) = Box::pin(http.documents.prepare(&mut request)).await {
                 let (_, code, message, _) = refusal.parts();
                 queue(
                     &out,
