@@ -14,6 +14,7 @@ use std::{
 };
 
 use serde::Serialize;
+use tokio::sync::Notify;
 
 /// Consecutive failures that open the breaker.
 pub const FAILURE_THRESHOLD: u32 = 3;
@@ -43,6 +44,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Breaker {
     inner: Mutex<Inner>,
+    /// Wakes the probe task when the breaker opens or a probe is due now.
+    wake: Notify,
 }
 
 impl Breaker {
@@ -57,7 +60,13 @@ impl Breaker {
                 backoff: MIN_BACKOFF,
                 just_opened: false,
             }),
+            wake: Notify::new(),
         }
+    }
+
+    /// Until the breaker opens or a probe is due now (or `within`).
+    pub async fn woken(&self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.wake.notified()).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -86,6 +95,8 @@ impl Breaker {
         s.failures += 1;
         if !s.open && s.failures >= FAILURE_THRESHOLD {
             Self::open(&mut s);
+            drop(s);
+            self.wake.notify_one();
             return true;
         }
         false
@@ -97,6 +108,8 @@ impl Breaker {
         let mut s = self.lock();
         if !s.open {
             Self::open(&mut s);
+            drop(s);
+            self.wake.notify_one();
         }
     }
 
@@ -117,6 +130,8 @@ impl Breaker {
         let mut s = self.lock();
         s.backoff = MIN_BACKOFF;
         s.next_probe = Instant::now();
+        drop(s);
+        self.wake.notify_one();
     }
 
     /// Whether a probe is due now.

@@ -34,9 +34,11 @@ use futures::StreamExt;
 use super::{Cache, breaker::Breaker};
 use crate::config::CacheSettings;
 
-/// Longest pause between reconnection attempts: a promoted replica is used
-/// within about this long.
-const RECONNECT_MAX_DELAY_MS: u32 = 500;
+/// Pause between reconnection attempts: a promoted replica (or a Redis
+/// back from a restart) is noticed within about this long. An attempt on a
+/// refused port costs nothing, one on a silent host at most the connection
+/// timeout.
+const RECONNECT_DELAY_MS: u32 = 50;
 
 pub struct RedisBackend {
     pool: Pool,
@@ -71,12 +73,7 @@ impl RedisBackend {
                 c.max_command_attempts = 1;
             })
             .with_performance_config(|p| p.default_command_timeout = timeout)
-            .set_policy(ReconnectPolicy::new_exponential(
-                0,
-                100,
-                RECONNECT_MAX_DELAY_MS,
-                2,
-            ))
+            .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS))
             .build_pool(settings.redis_pool_size)
             .ok()?;
         // Dropping the handle detaches the connection task, which keeps
@@ -342,6 +339,15 @@ fn glob_escape(s: &str) -> String {
 /// when the cache is dropped.
 pub fn spawn_probe(cache: Weak<Cache>) {
     tokio::spawn(async move {
+        let Some(breaker) = cache.upgrade().map(|c| {
+            c.redis
+                .as_ref()
+                .expect("probe runs with Redis")
+                .breaker
+                .clone()
+        }) else {
+            return;
+        };
         loop {
             let Some(cache) = cache.upgrade() else { return };
             let redis = cache.redis.as_ref().expect("probe runs with Redis");
@@ -353,7 +359,9 @@ pub fn spawn_probe(cache: Weak<Cache>) {
                 cache.recover().await;
             }
             drop(cache);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A reconnection or an opening wakes it at once; the tick
+            // serves the back-off of failed probes.
+            breaker.woken(Duration::from_millis(50)).await;
         }
     });
 }
