@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 /// Consecutive failures that open the breaker.
 pub const FAILURE_THRESHOLD: u32 = 3;
-const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Short: reconnection events make a probe due at once anyway, and a probe
 /// is one `PING`.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);

@@ -34,6 +34,19 @@ use futures::StreamExt;
 use super::{Cache, breaker::Breaker};
 use crate::config::CacheSettings;
 
+/// Reconnection every [`RECONNECT_DELAY_MS`] with little jitter: fred's
+/// default 100 ms of jitter spreads the pool's clients over 100 ms, and the
+/// probe needs the pool back, not one client.
+fn reconnect_policy() -> ReconnectPolicy {
+    let mut policy = ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS);
+    policy.set_jitter(RECONNECT_JITTER_MS);
+    policy
+}
+
+/// Added at random to each reconnection delay, so that many clients do not
+/// knock at once.
+const RECONNECT_JITTER_MS: u32 = 20;
+
 /// Pause between reconnection attempts: a promoted replica (or a Redis
 /// back from a restart) is noticed within about this long. An attempt on a
 /// refused port costs nothing, one on a silent host at most the connection
@@ -73,7 +86,7 @@ impl RedisBackend {
                 c.max_command_attempts = 1;
             })
             .with_performance_config(|p| p.default_command_timeout = timeout)
-            .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS))
+            .set_policy(reconnect_policy())
             .build_pool(settings.redis_pool_size)
             .ok()?;
         // Dropping the handle detaches the connection task, which keeps
