@@ -375,29 +375,17 @@ const CALM_TIMEOUT_MS: &str = "1000";
 /// Two instances on one database and one Redis (any topology), both on
 /// the Redis backend, and an admin token.
 async fn two_instances(url: &str) -> (TestApp, TestApp, String, String) {
-    two_instances_with(url, CALM_TIMEOUT_MS).await
-}
-
-async fn two_instances_with(url: &str, timeout_ms: &str) -> (TestApp, TestApp, String, String) {
-    two_instances_on(
-        url,
-        &[
-            ("REDIS_TIMEOUT_MS", timeout_ms),
-            LIFTED_BUDGET[0],
-            LIFTED_BUDGET[1],
-        ],
-    )
-    .await
+    two_instances_on(url, &[("REDIS_TIMEOUT_MS", CALM_TIMEOUT_MS)]).await
 }
 
 /// The caller's cost budget, lifted: the traffic tests drive one learner
 /// as fast as the machine goes, and a fast machine must not meet
-/// RATE_LIMITED (tests/api/cost.rs tests the budget).
+/// RATE_LIMITED (tests/api/cost.rs tests the budget). Every instance on
+/// one Redis must have the same budget: they share the caller's bucket.
 const LIFTED_BUDGET: [(&str, &str); 2] = [
     ("RATE_LIMIT_COST_BUCKET", "100000000"),
     ("RATE_LIMIT_COST_RESTORE_PER_SECOND", "100000000"),
 ];
-
 const STATS: &str = "{ progressStats { totalTimeSeconds } }";
 const RECORD: &str =
     "mutation($i: ProgressInput!) { recordProgress(input: $i) { timeSpentSeconds } }";
@@ -602,7 +590,12 @@ const FAILOVER_TIMEOUT_MS: &str = "200";
 /// replica took over. Checks: no client error, no write lost, both
 /// instances back on Redis with hits, and no stale read once they are.
 async fn failover_under_traffic(url: &str, failover: impl AsyncFnOnce(&str)) {
-    let (a, b, admin, prefix) = two_instances_with(url, FAILOVER_TIMEOUT_MS).await;
+    let settings = [
+        ("REDIS_TIMEOUT_MS", FAILOVER_TIMEOUT_MS),
+        LIFTED_BUDGET[0],
+        LIFTED_BUDGET[1],
+    ];
+    let (a, b, admin, prefix) = two_instances_on(url, &settings).await;
     let a = Arc::new(a);
     let b = Arc::new(b);
     let ids = a.insert_modules(vec![module("m", 1, doc! {})]).await;
