@@ -35,6 +35,7 @@ mod entities;
 mod redis;
 mod tagged;
 
+pub use redis::one_request;
 pub use tagged::Ticket;
 
 use std::{

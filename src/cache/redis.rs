@@ -21,6 +21,7 @@
 //! invalid.
 
 use std::{
+    cell::Cell,
     sync::{Arc, Weak},
     time::Duration,
 };
@@ -110,6 +111,19 @@ impl RedisBackend {
         &self,
         fut: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, ()> {
+        if request_gave_up() {
+            return Err(());
+        }
+        self.call_always(fut).await
+    }
+
+    /// [`Self::call`] even after the request gave up on Redis: for
+    /// invalidations, which must reach Redis or be replayed (a skipped one
+    /// would trip the breaker for nothing).
+    async fn call_always<T>(
+        &self,
+        fut: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, ()> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => {
                 self.breaker.success();
@@ -117,11 +131,16 @@ impl RedisBackend {
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis call failed");
+                // fred's own command timeout is the same as ours.
+                if *e.kind() == fred::error::ErrorKind::Timeout {
+                    give_up_for_this_request();
+                }
                 self.breaker.failure();
                 Err(())
             }
             Err(_) => {
                 tracing::debug!("redis call timed out");
+                give_up_for_this_request();
                 self.breaker.failure();
                 Err(())
             }
@@ -229,7 +248,7 @@ impl RedisBackend {
             let _: () = pipeline.incr(&k).await.map_err(|_| ())?;
             let _: () = pipeline.expire(&k, 86_400, None).await.map_err(|_| ())?;
         }
-        let _: Vec<Value> = self.call(pipeline.all()).await?;
+        let _: Vec<Value> = self.call_always(pipeline.all()).await?;
         Ok(())
     }
 
@@ -333,6 +352,33 @@ impl RedisBackend {
             Ok(Ok(_))
         )
     }
+}
+
+tokio::task_local! {
+    /// Within one request: whether one of its Redis calls already waited
+    /// out `REDIS_TIMEOUT_MS`.
+    static GAVE_UP: Cell<bool>;
+}
+
+/// Runs one request so that it waits on a silent Redis once at most: after
+/// one of its calls times out, its other reads, writes of values and cost
+/// leases skip Redis (falling back as for any Redis failure) until the
+/// request ends. Without this, a request that meets a Redis gone silent
+/// before the breaker opens waits `REDIS_TIMEOUT_MS` for each of its calls
+/// in turn (the cost lease, the response cache, each cached read, the
+/// settlement). Invalidations are never skipped. Work the request hands to
+/// other tasks (DataLoader batches) is not covered, and calls outside a
+/// request (the probe, background jobs) behave as before.
+pub async fn one_request<F: Future>(request: F) -> F::Output {
+    GAVE_UP.scope(Cell::new(false), request).await
+}
+
+fn request_gave_up() -> bool {
+    GAVE_UP.try_with(Cell::get).unwrap_or(false)
+}
+
+fn give_up_for_this_request() {
+    let _ = GAVE_UP.try_with(|g| g.set(true));
 }
 
 /// Escapes Redis glob characters so a user's prefix matches literally.

@@ -171,6 +171,19 @@ enum Method {
 /// Runs one GraphQL request with its per-request data and shapes the reply.
 async fn execute<E: Executor>(
     http: &Endpoint<E>,
+    headers: &HeaderMap,
+    peer: Peer,
+    method: Method,
+    media: Media,
+    request: async_graphql::Request,
+) -> Response {
+    // However many Redis calls it makes, a request waits on a silent Redis
+    // once at most.
+    crate::cache::one_request(execute_once(http, headers, peer, method, media, request)).await
+}
+
+async fn execute_once<E: Executor>(
+    http: &Endpoint<E>,
     headers_in: &HeaderMap,
     peer: Peer,
     method: Method,

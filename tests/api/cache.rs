@@ -345,6 +345,50 @@ async fn pre_outage_entries_kept_by_redis_are_not_served_after_a_write_it_missed
     );
 }
 
+/// `REDIS_TIMEOUT_MS` of the silent-Redis test: long, so that one wait and
+/// three are far apart whatever the machine's load.
+const SILENT_TIMEOUT_MS: u64 = 2_000;
+
+#[tokio::test]
+async fn a_redis_gone_silent_costs_a_request_one_timeout_at_most() {
+    // Redis stops answering on open connections (a black hole): no
+    // connection error opens the breaker, only failures do. A signed-in
+    // cached read makes several Redis calls (the cost bucket without
+    // leases, the response cache, the cached value, the settlement): it
+    // waits out the first and skips the others.
+    let redis = RedisProc::start().await;
+    let proxy = BlackHoleProxy::start(redis.port).await;
+    let (url, prefix) = (proxy.url(), unique_prefix());
+    let timeout = SILENT_TIMEOUT_MS.to_string();
+    let mut settings = redis_settings(&url, &prefix);
+    settings.extend([
+        ("REDIS_TIMEOUT_MS", timeout.as_str()),
+        ("RATE_LIMIT_COST_LEASE", "0"),
+    ]);
+    let app = spawn_app_with(&settings).await;
+    let admin = app.admin_token().await;
+    wait_backend(&app, &admin, "redis").await;
+    let ids = app.insert_modules(vec![module("m", 1, doc! {})]).await;
+    let (token, _) = app.register("silent").await;
+    record(&app, &token, &ids[0], 4).await;
+    app.ok(STATS, json!({}), Some(&token)).await;
+
+    proxy.set_black_hole(true);
+    let t = Instant::now();
+    let body = app.gql(STATS, json!({}), Some(&token)).await;
+    let took = t.elapsed();
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["progressStats"]["totalTimeSeconds"], 4);
+    // One wait is SILENT_TIMEOUT_MS plus the request's own work; two
+    // would be twice the timeout.
+    assert!(
+        took < Duration::from_millis(2 * SILENT_TIMEOUT_MS),
+        "the request waited {took:?}: more than one REDIS_TIMEOUT_MS"
+    );
+    proxy.set_black_hole(false);
+    wait_backend(&app, &admin, "redis").await;
+}
+
 #[tokio::test]
 async fn a_redis_that_accepts_but_never_answers_costs_no_error() {
     // A socket that accepts connections and never replies.
