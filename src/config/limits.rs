@@ -66,13 +66,14 @@ impl LimitSettings {
     /// Reads the limits; rates and the deadline must be positive and every
     /// origin must look like `https://app.example.org`.
     pub fn from_source(src: &dyn Source) -> anyhow::Result<Self> {
-        let mut limits = LimitSettings {
+        let cost_bucket = parse_or(src, "RATE_LIMIT_COST_BUCKET", 2_000)?;
+        let limits = LimitSettings {
             query_depth: parse_or(src, "QUERY_DEPTH_LIMIT", 12)?,
             query_complexity: parse_or(src, "QUERY_COMPLEXITY_LIMIT", 1_000)?,
             query_aliases: parse_or(src, "QUERY_ALIAS_LIMIT", 100)?,
-            cost_bucket: parse_or(src, "RATE_LIMIT_COST_BUCKET", 2_000)?,
+            cost_bucket,
             cost_restore_per_second: parse_or(src, "RATE_LIMIT_COST_RESTORE_PER_SECOND", 100)?,
-            cost_lease: 0,
+            cost_lease: parse_or(src, "RATE_LIMIT_COST_LEASE", cost_bucket / 10)?,
             body_limit_bytes: parse_or(src, "BODY_LIMIT_BYTES", 64 * 1024)?,
             rate_limit_per_second: parse_or(src, "RATE_LIMIT_PER_SECOND", 100)?,
             rate_limit_burst: parse_or(src, "RATE_LIMIT_BURST", 200)?,
@@ -87,7 +88,6 @@ impl LimitSettings {
                 .filter(|o| !o.is_empty())
                 .collect(),
         };
-        limits.cost_lease = parse_or(src, "RATE_LIMIT_COST_LEASE", limits.cost_bucket / 10)?;
         if limits.request_timeout.is_zero() {
             bail!("invalid REQUEST_TIMEOUT_MS: must be positive");
         }

@@ -86,10 +86,7 @@ pub async fn get_graphql<E: Executor>(
     RawQuery(query): RawQuery,
 ) -> Response {
     match upgrade {
-        Ok(upgrade) => {
-            let client = client_ip(&headers, peer.0, http.trust_proxy);
-            self::upgrade(http, upgrade, client)
-        }
+        Ok(upgrade) => self::upgrade(http, upgrade, &headers, peer),
         Err(_) => transport::get_query(http, peer, headers, query).await,
     }
 }
@@ -102,10 +99,7 @@ pub async fn get_ws<E: Executor>(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
-        Ok(upgrade) => {
-            let client = client_ip(&headers, peer.0, http.trust_proxy);
-            self::upgrade(http, upgrade, client)
-        }
+        Ok(upgrade) => self::upgrade(http, upgrade, &headers, peer),
         Err(_) => error_response(
             StatusCode::UPGRADE_REQUIRED,
             Code::BadUserInput,
@@ -115,11 +109,13 @@ pub async fn get_ws<E: Executor>(
 }
 
 /// Accepts a WebSocket upgrade of the GraphQL endpoint.
-pub fn upgrade<E: Executor>(
+fn upgrade<E: Executor>(
     http: Arc<Endpoint<E>>,
     ws: WebSocketUpgrade,
-    client: Option<IpAddr>,
+    headers: &HeaderMap,
+    peer: Peer,
 ) -> Response {
+    let client = client_ip(headers, peer.0, http.trust_proxy);
     let sockets = http.sockets.clone();
     let speaks_protocol = ws
         .requested_protocols()
